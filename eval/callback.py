@@ -1,0 +1,89 @@
+"""Held-out evaluation inside training: before the first step, every N steps, and at the end.
+
+Always the same fixed subset of `eval.limit` test questions (a seeded shuffle, first N; never training
+data), so points on the curve are comparable; evaluating the full test set during training would cost
+as much as many training steps (PITFALLS.md, "Evaluation cost"). `eval.final_full=true` scores the
+whole test set at the end instead.
+
+Built by grpo/train.py as `InTrainingEval(cfg, metrics_writer)` and passed to the trainer's callbacks
+after the MetricsJsonlCallback. Each evaluation is one `metrics.jsonl` row
+({"step": s, "eval/phase": "before|during|after", "eval/gsm8k/accuracy_strict": ..., ...}) and, when a
+W&B run is active, one `wandb.log`. `history` keeps every evaluation for the model card.
+"""
+
+import logging
+import time
+
+from transformers import TrainerCallback
+
+from eval.generate import HFGenerator
+from eval.suite import eval_seed, selected_evaluators
+
+log = logging.getLogger(__name__)
+
+
+class InTrainingEval(TrainerCallback):
+    def __init__(self, cfg, metrics_writer):
+        self.cfg = cfg
+        self.metrics_writer = metrics_writer
+        self.every_n_steps = int(cfg.eval.get("every_n_steps") or 0)
+        self.history: list[dict] = []
+        self._prepared: list | None = None
+
+    # -- trainer hooks ------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0:
+            log.info("Resumed at step %d: the baseline evaluation is in metrics.jsonl already", state.global_step)
+            return
+        self.evaluate(state, kwargs["model"], kwargs["processing_class"], "before")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and step < state.max_steps:
+            self.evaluate(state, kwargs["model"], kwargs["processing_class"], "during")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        full = bool(self.cfg.eval.get("final_full", False))
+        self.evaluate(state, kwargs["model"], kwargs["processing_class"], "after", full=full)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, state, model, tokenizer, phase: str, full: bool = False) -> dict:
+        """Score the fixed subset with the model as it is now; log and keep the row."""
+        if not state.is_world_process_zero:
+            return {}
+        started = time.time()
+        generator = HFGenerator(model, tokenizer, batch_size=self.cfg.eval.batch_size, seed=eval_seed(self.cfg))
+        row = {"step": state.global_step, "eval/phase": phase}
+        for evaluator, rows in self._data(full):
+            result = evaluator.score(rows, generator, self.cfg)
+            row.update(result.prefixed("eval/"))
+        row["eval/wall_time_s"] = round(time.time() - started, 2)
+        log.info("eval %s step %d: %s", phase, state.global_step,
+                 "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
+        self.history.append(row)
+        self.metrics_writer.write(row)
+        _wandb_log(row)
+        return row
+
+    def _data(self, full: bool) -> list:
+        if full:
+            return [(ev, ev.load(self.cfg, None)) for ev in selected_evaluators(self.cfg)]
+        if self._prepared is None:
+            self._prepared = [(ev, ev.load(self.cfg, self.cfg.eval.limit)) for ev in selected_evaluators(self.cfg)]
+        return self._prepared
+
+
+def _is_score(key: str, value) -> bool:
+    return isinstance(value, float) and "accuracy" in key
+
+
+def _wandb_log(row: dict) -> None:
+    """Log to the active W&B run on TRL's step axis; W&B trouble never stops training."""
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            numbers = {k: v for k, v in row.items() if isinstance(v, int | float) and k != "step"}
+            wandb.log({**numbers, "train/global_step": row["step"]})
+    except Exception as error:
+        log.warning("W&B log of the evaluation failed (%s); it is in metrics.jsonl", error)

@@ -1,0 +1,164 @@
+"""Turn chat conversations into completions, in batches: transformers generate, or vLLM when it is there.
+
+Evaluators only ever see the `Generator` protocol, so tests pass a stand-in that returns canned text and
+the scoring is checked without a model. Both real generators apply the model's chat template with a
+generation prompt, exactly as TRL does for conversational prompts in training, so evaluation sees the
+prompts the policy was trained on.
+"""
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+Conversation = list[dict[str, str]]
+
+
+class Generator(Protocol):
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        max_new_tokens: int,
+        num_samples: int = 1,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[list[str]]:
+        """`num_samples` completions for each conversation, in input order. temperature 0 is greedy.
+        `stop`: strings that end a completion early (kept in the text)."""
+        ...
+
+
+class HFGenerator:
+    """transformers `generate` with left padding, prompts sorted by length so batches pad little.
+
+    Safe to call inside training: the model is switched to eval mode under `no_grad` and back, and the
+    global RNG is forked so sampled evaluation never changes the training run's random stream.
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 16, seed: int = 0):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
+        import torch
+
+        texts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+        ]
+        # the chat template already starts with <bos>; add_special_tokens would add a second one
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        prompts_per_call = max(1, self.batch_size // num_samples)
+        results: list[list[str]] = [[] for _ in conversations]
+        was_training = self.model.training
+        self.model.eval()
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed)
+                for start in range(0, len(order), prompts_per_call):
+                    chunk = order[start : start + prompts_per_call]
+                    outputs = self._generate_batch(
+                        [encoded[i] for i in chunk], max_new_tokens, num_samples, temperature, stop
+                    )
+                    for j, i in enumerate(chunk):
+                        results[i] = outputs[j * num_samples : (j + 1) * num_samples]
+                    log.info("generated %d/%d prompts", min(start + prompts_per_call, len(order)), len(order))
+        finally:
+            if was_training:
+                self.model.train()
+        return results
+
+    def _generate_batch(self, input_ids, max_new_tokens, num_samples, temperature, stop):
+        self.tokenizer.padding_side = "left"
+        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": None}
+        output = self.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=num_samples,
+            use_cache=True,  # gradient checkpointing in training turns the cache off in the config
+            stop_strings=list(stop) if stop else None,
+            tokenizer=self.tokenizer if stop else None,
+            **(sampling if temperature > 0 else {"do_sample": False}),
+        )
+        completions = output[:, batch["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+
+
+class VLLMGenerator:
+    """vLLM offline generation for the GPU profile (untested here: vLLM needs CUDA).
+
+    Loads its own engine from the model directory, with the LoRA adapter as a request when given.
+    Meant for the standalone evaluator; inside training the HF generator runs on the trained model.
+    """
+
+    def __init__(self, model_path: str, chat_template: str, stop_token_ids: list[int], adapter: str | None = None,
+                 seed: int = 0, gpu_memory_utilization: float = 0.8):
+        from vllm import LLM
+
+        self.chat_template = chat_template
+        self.stop_token_ids = stop_token_ids
+        self.lora_request = None
+        lora_kwargs = {}
+        if adapter:
+            import json
+            from pathlib import Path
+
+            from vllm.lora.request import LoRARequest
+
+            rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
+            lora_kwargs = {"enable_lora": True, "max_lora_rank": max(rank, 8)}
+            self.lora_request = LoRARequest("adapter", 1, adapter)
+        self.llm = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization, **lora_kwargs)
+
+    def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=num_samples,
+            temperature=temperature,
+            max_tokens=max_new_tokens,
+            stop=list(stop) if stop else None,
+            include_stop_str_in_output=True,
+            stop_token_ids=self.stop_token_ids,
+        )
+        outputs = self.llm.chat(
+            list(conversations), params, lora_request=self.lora_request, chat_template=self.chat_template,
+            use_tqdm=False,
+        )
+        return [[choice.text for choice in out.outputs] for out in outputs]
+
+
+def vllm_available() -> bool:
+    try:
+        import torch
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def build_generator(cfg, adapter: str | None = None) -> Generator:
+    """The generator the standalone evaluator uses: vLLM when the rollout config asks for it and vLLM
+    can run here, else transformers generate on the model loaded as training loads it."""
+    from grpo.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+
+    seed = cfg.eval.get("seed", cfg.seed)
+    if str(cfg.rollout.name).startswith("vllm"):
+        if vllm_available():
+            from grpo.models import eos_token_ids
+
+            path = resolve_model_path(cfg.model)
+            tokenizer = load_tokenizer(cfg.model, path)
+            log.info("Generating with vLLM (%s)", path)
+            return VLLMGenerator(path, tokenizer.chat_template, eos_token_ids(cfg.model, tokenizer), adapter, seed)
+        log.warning("rollout=%s but vLLM (with CUDA) is not available; using transformers generate", cfg.rollout.name)
+    # an adapter trained with QLoRA is evaluated on the 4-bit base it was trained on
+    peft_cfg = cfg.peft if cfg.get("peft") is not None and cfg.peft.method == "qlora" else None
+    model, tokenizer = load_model_and_tokenizer(cfg.model, peft_cfg, adapter=adapter)
+    return HFGenerator(model, tokenizer, batch_size=cfg.eval.batch_size, seed=seed)

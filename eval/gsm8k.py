@@ -1,0 +1,127 @@
+"""GSM8K accuracy, strict and flexible, greedy or sampled (maj@k, pass@k), on held-out test questions.
+
+Strict: the number inside the task's `<answer>` tag (the format the rewards train). Flexible: any
+marker rewards/extract.py accepts (tag, \\boxed, ####, "the answer is", last number). Both are reported
+because harnesses disagree by up to ~30 points on one model when they extract differently
+(PITFALLS.md); the gap between the two is how much of a score is format. Extraction and comparison are
+the rewards' own functions: "correct" means the same thing in training and in evaluation.
+"""
+
+import logging
+
+from rewards.extract import answers_match, extract_answer
+
+from eval.metrics import majority_vote, pass_at_k
+from eval.suite import EvalResult, eval_seed, fixed_subset, register
+
+log = logging.getLogger(__name__)
+
+
+def score_gsm8k(
+    rows: list[dict],
+    generator,
+    *,
+    max_new_tokens: int,
+    tag: str = "answer",
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    ks: list[int] | None = None,
+    stop: list[str] | None = None,
+    name: str = "gsm8k",
+) -> EvalResult:
+    """Generate for each row's `prompt`, score against its `answer`.
+
+    accuracy_*: the share of all completions that are correct (with one greedy sample per question,
+    the plain accuracy; with n samples, the unbiased pass@1). maj@k: majority vote over the first k
+    samples' extracted answers (unparsed samples abstain). pass@k: Chen et al.'s estimator over all n.
+    """
+    ks = sorted(set(ks or ([num_samples] if num_samples > 1 else [])))
+    if num_samples > 1 and temperature <= 0:
+        raise ValueError(f"eval.num_samples={num_samples} needs eval.temperature > 0 (greedy samples are identical)")
+    too_big = [k for k in ks if not 1 <= k <= num_samples]
+    if too_big:
+        raise ValueError(f"eval.ks={too_big}: each k must be between 1 and eval.num_samples={num_samples}")
+
+    completions = generator.generate(
+        [row["prompt"] for row in rows], max_new_tokens, num_samples=num_samples, temperature=temperature, stop=stop
+    )
+    counts = {"strict": 0, "flexible": 0}
+    pass_sums = {(k, mode): 0.0 for k in ks for mode in counts}
+    maj_counts = {(k, mode): 0 for k in ks for mode in counts}
+    samples = []
+    for row, texts in zip(rows, completions, strict=True):
+        gold = row["answer"]
+        graded = {mode: [_grade(text, gold, tag, mode == "strict") for text in texts] for mode in counts}
+        for mode, grades in graded.items():
+            correct = sum(ok for _, ok in grades)
+            counts[mode] += correct
+            for k in ks:
+                pass_sums[k, mode] += pass_at_k(len(grades), correct, k)
+                vote = majority_vote([value for value, _ in grades[:k]])
+                maj_counts[k, mode] += answers_match(vote, gold) if vote is not None else 0
+        samples.append(_sample_record(name, row, texts, graded))
+
+    n = len(rows)
+    total = n * num_samples
+    metrics = {
+        "accuracy_strict": counts["strict"] / total if total else 0.0,
+        "accuracy_flexible": counts["flexible"] / total if total else 0.0,
+        "n": n,
+        "num_samples": num_samples,
+        "correct_strict": counts["strict"],
+        "correct_flexible": counts["flexible"],
+    }
+    for k in ks:
+        for mode in counts:
+            metrics[f"pass@{k}_{mode}"] = pass_sums[k, mode] / n if n else 0.0
+            metrics[f"maj@{k}_{mode}"] = maj_counts[k, mode] / n if n else 0.0
+    return EvalResult(name, metrics, samples)
+
+
+def _grade(text: str, gold: str, tag: str, strict: bool) -> tuple[str | None, bool]:
+    value = extract_answer(text, tag=tag, strict=strict).value
+    return value, value is not None and answers_match(value, gold)
+
+
+def _sample_record(name: str, row: dict, texts: list[str], graded: dict) -> dict:
+    record = {
+        "task": name,
+        "prompt": row["prompt"],
+        "completion": texts[0],
+        "extracted_strict": graded["strict"][0][0],
+        "extracted_flexible": graded["flexible"][0][0],
+        "gold": row["answer"],
+        "correct_strict": graded["strict"][0][1],
+        "correct_flexible": graded["flexible"][0][1],
+    }
+    if len(texts) > 1:
+        record["all_completions"] = texts
+        record["all_correct_strict"] = [ok for _, ok in graded["strict"]]
+        record["all_correct_flexible"] = [ok for _, ok in graded["flexible"]]
+    return record
+
+
+def load(cfg, limit: int | None) -> list[dict]:
+    """The fixed held-out subset of the task's test split (never training data)."""
+    from grpo.data_loading import load_task_split
+
+    dataset, _ = load_task_split(cfg.task, "test")
+    return [dataset[i] for i in fixed_subset(len(dataset), limit, eval_seed(cfg))]
+
+
+def score(rows: list[dict], generator, cfg) -> EvalResult:
+    ks = cfg.eval.get("ks")
+    return score_gsm8k(
+        rows,
+        generator,
+        max_new_tokens=cfg.eval.max_new_tokens or cfg.trainer.max_completion_length,
+        tag=cfg.task.get("answer_tag", "answer"),
+        num_samples=int(cfg.eval.get("num_samples", 1)),
+        temperature=float(cfg.eval.get("temperature", 0.0)),
+        ks=list(ks) if ks else None,
+        stop=list(cfg.eval.get("stop") or []) or None,
+        name=cfg.task.name,
+    )
+
+
+register("gsm8k", load, score)

@@ -1,0 +1,80 @@
+"""Evaluate a model (optionally with a trained adapter): `python -m eval.run +task=gsm8k model=<name>`.
+
+Same Hydra tree as training (conf/eval.yaml includes conf/train.yaml), so a model, task or profile means
+the same thing in both. Order: load every selected evaluation's data (fails fast, before a model is
+loaded), load the model, score each, write eval_results.json and samples.jsonl, print a summary.
+"""
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from grpo.profile import apply_auto_profile
+from eval.suite import DatasetUnavailable, selected_evaluators
+
+log = logging.getLogger("eval.run")
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run_eval(cfg: DictConfig, generator=None) -> dict:
+    """Evaluate as configured; return the flat results written to eval_results.json.
+
+    `generator`: a stand-in for tests; by default the model named by the config is loaded.
+    """
+    started = time.time()
+    limit = cfg.eval.limit
+    if limit is not None and limit <= 0:
+        raise ValueError("eval.limit must be a positive number of questions, or null for the whole test set")
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    prepared = [(evaluator, evaluator.load(cfg, limit)) for evaluator in selected_evaluators(cfg)]
+    if generator is None:
+        from eval.generate import build_generator
+
+        generator = build_generator(cfg, cfg.get("adapter"))
+    results = {"model": cfg.model.name, "adapter": cfg.get("adapter"), "limit": limit}
+    with (output_dir / "samples.jsonl").open("w") as samples_file:
+        for evaluator, rows in prepared:
+            begun = time.time()
+            result = evaluator.score(rows, generator, cfg)
+            result.metrics["wall_time_s"] = round(time.time() - begun, 2)
+            results.update(result.prefixed())
+            for sample in result.samples:
+                samples_file.write(json.dumps(sample) + "\n")
+            log.info("%s: %s", evaluator.name, _headline(result.metrics))
+    results["wall_time_s"] = round(time.time() - started, 2)
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _headline(metrics: dict) -> str:
+    return "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+def print_summary(results: dict, output_dir: Path) -> None:
+    lines = [f"eval: {results['model']}" + (f" + {results['adapter']}" if results["adapter"] else "")]
+    lines += [f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}"
+              for key, value in results.items() if "/" in key]
+    lines += [f"  wall time: {results['wall_time_s']:.0f} s", f"  results: {output_dir / 'eval_results.json'}"]
+    print("\n".join(lines))
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        print_summary(run_eval(cfg), Path(cfg.output_dir))
+    except (DatasetUnavailable, ValueError) as error:
+        log.error("eval: %s", error)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    apply_auto_profile()
+    main()

@@ -1,0 +1,1 @@
+"""gemma-grpo: GRPO and SFT for Gemma models, a thin layer over TRL, transformers, peft and Hydra."""

@@ -1,0 +1,1 @@
+"""Datasets shipped with gemma-grpo (see each folder's README and LICENSE)."""

@@ -1,0 +1,134 @@
+"""Load a Gemma model and its tokenizer as a model config (conf/model/*.yaml) describes it.
+
+Every source resolves to a local directory first (the embedded GGUF conversion, a cached tiny random
+model, or a hub id / local path), so the trainer, the evaluator and the SFT stage load models one way.
+"""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo.cache import cache_dir
+from grpo.chat_template import GEMMA3_CHAT_TEMPLATE
+
+log = logging.getLogger(__name__)
+
+
+def resolve_dtype(dtype_name: str) -> torch.dtype:
+    """`auto` is bf16 with CUDA and fp32 on CPU (bf16 is several times slower on our CPUs)."""
+    if dtype_name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype_name]
+
+
+def resolve_model_path(model_cfg) -> str:
+    """The local directory (or hub id) that `from_pretrained` should read for this model config."""
+    if model_cfg.source == "embedded":
+        from grpo.embedded import embedded_model_dir
+
+        return str(embedded_model_dir())
+    if model_cfg.source == "tiny":
+        return str(tiny_model_dir(dict(model_cfg.tiny_config)))
+    return model_cfg.hub_id
+
+
+def tiny_model_dir(shape: dict[str, Any]) -> Path:
+    """A random-init Gemma 3 text model with the real tokenizer, saved once per shape so every run and
+    every evaluation of an adapter sees exactly the same base weights."""
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / f"tiny-gemma3-{digest}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    from grpo.embedded import _write_atomically, embedded_tokenizer_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
+
+    def write(directory: Path) -> None:
+        config = Gemma3TextConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **shape,
+        )
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        model = Gemma3ForCausalLM(config)
+        torch.random.set_rng_state(generator_state)
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    _write_atomically(target, write)
+    return target
+
+
+def load_tokenizer(model_cfg, path: str | None = None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(model_cfg))
+    if model_cfg.chat_template == "gemma3" or not tokenizer.chat_template:
+        tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def eos_token_ids(model_cfg, tokenizer) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(token) for token in model_cfg.eos_tokens]
+    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+
+
+def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = None):
+    """Load the model (fp32 on CPU, bf16 on GPU), tokenizer and, optionally, a trained adapter on top.
+
+    Generation stops at `<end_of_turn>` as well as `<eos>`; TRL reads the stop ids from the model's
+    generation config.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(model_cfg)
+    tokenizer = load_tokenizer(model_cfg, path)
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(model_cfg.dtype),
+        "attn_implementation": model_cfg.attn_implementation,
+    }
+    if peft_cfg is not None and peft_cfg.method == "qlora":
+        kwargs["quantization_config"] = _bnb_config()
+    model_class = _text_model_class(path) if model_cfg.multimodal else AutoModelForCausalLM
+    model = model_class.from_pretrained(path, **kwargs)
+    model.generation_config.eos_token_id = eos_token_ids(model_cfg, tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return model, tokenizer
+
+
+def _text_model_class(path: str):
+    """Multimodal Gemma checkpoints (Gemma 3 4B+, Gemma 4) load as their causal-LM class, whose forward
+    needs no `token_type_ids` in training (trl #5032, #5807); LoRA targets the language layers only."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(path)
+    if getattr(config, "text_config", None) is None:
+        return AutoModelForCausalLM
+    log.info("Multimodal checkpoint %s: training its language model only", path)
+    return AutoModelForImageTextToText
+
+
+def _bnb_config():
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )

@@ -1,0 +1,41 @@
+"""The end-of-run summary printed to the console (and the resume line after a preemption)."""
+
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("grpo.train")
+
+
+def reward_trajectory(history: list[dict]) -> list[tuple[int, float]]:
+    return [(row["step"], row["reward"]) for row in history if row.get("reward") is not None]
+
+
+def print_summary(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None) -> None:
+    history = trainer.metrics_log.history
+    rewards = reward_trajectory(history)
+    lines = [
+        "",
+        "=" * 72,
+        f"gemma-grpo run finished: {cfg.task.name} on {cfg.model.name} ({cfg.peft.method}, rollout={cfg.rollout.name})",
+        f"  steps: {trainer.state.global_step}/{cfg.trainer.max_steps}   wall time: {wall_time_s / 60:.1f} min",
+    ]
+    if rewards:
+        trajectory = " ".join(f"{r:.2f}" for _, r in rewards)
+        lines.append(f"  reward per step: {trajectory}")
+        names = sorted({k for row in history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+        for name in names:
+            values = [row[name] for row in history if row.get(name) is not None]
+            lines.append(f"  {name}: first {values[0]:.3f}  last {values[-1]:.3f}")
+    lines += [
+        f"  adapter:  {output_dir / 'adapter'}",
+        f"  metrics:  {output_dir / 'metrics.jsonl'}",
+        f"  config:   {output_dir / 'resolved_config.yaml'}",
+    ]
+    if stopped_by:
+        lines.append(
+            f"  stopped by {stopped_by} after a checkpoint; resume with the same command plus "
+            f"hydra.run.dir={output_dir}"
+        )
+    lines.append("=" * 72)
+    print("\n".join(lines), file=sys.stderr)

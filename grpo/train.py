@@ -1,0 +1,237 @@
+"""GRPO training of a Gemma model: `python -m grpo.train +task=gsm8k`.
+
+The steps read like open-r1's `grpo.py`: validate, seed, resume point, W&B, data, model, rewards,
+GRPOTrainer, train, save, report. Where this departs from textbook GRPO (Shao et al., 2024):
+- TRL's defaults apply: no KL term (beta=0, so no reference model), one policy update per generation
+  batch (num_iterations=1), DAPO token-level loss normalisation, rewards scaled by the group's std.
+- The model trains LoRA adapters by default (peft=lora); peft=full trains every weight.
+- Batch sizes are derived from prompts per step and the group size (grpo/batching.py).
+"""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from grpo.profile import apply_auto_profile
+from grpo.validate import ConfigError, validate_training_config
+
+log = logging.getLogger("grpo.train")
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run_training(cfg: DictConfig) -> Path:
+    """Train as configured; return the output directory."""
+    started = time.time()
+    cuda = _cuda_available()
+    plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
+    output_dir = Path(cfg.output_dir)
+    log_resolved(cfg, plan, cuda, output_dir)
+    OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
+
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    checkpoint = last_checkpoint(cfg.resume, output_dir)
+    report_to = start_tracking(cfg, output_dir)
+    args = grpo_config(cfg, plan, reward_weights, report_to, output_dir)
+
+    from grpo.data_loading import load_task_split
+
+    train_dataset, _ = load_task_split(cfg.task, "train")
+    model, tokenizer = load_policy(cfg)
+    trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+
+    stop = trainer.graceful_stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        stop.uninstall()
+    save_final(trainer, output_dir)
+    summarise(cfg, trainer, output_dir, time.time() - started, stop.requested)
+    from grpo.tracking import finish_wandb
+
+    finish_wandb()
+    return output_dir
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def log_resolved(cfg: DictConfig, plan, cuda: bool, output_dir: Path) -> None:
+    from grpo.models import resolve_dtype
+
+    log.info(
+        "model=%s (%s) device=%s dtype=%s rollout=%s peft=%s steps=%d output_dir=%s",
+        cfg.model.name,
+        cfg.model.hub_id or cfg.model.source,
+        "cuda" if cuda else "cpu",
+        str(resolve_dtype(cfg.model.dtype)).replace("torch.", ""),
+        cfg.rollout.name,
+        cfg.peft.method,
+        cfg.trainer.max_steps,
+        output_dir,
+    )
+    log.info(plan.explain())
+
+
+def last_checkpoint(resume: str, output_dir: Path) -> str | None:
+    """`auto`: the newest checkpoint in output_dir, if any; `never`; or an explicit checkpoint dir."""
+    if resume == "never":
+        return None
+    if resume != "auto":
+        if not Path(resume).is_dir():
+            raise ConfigError(f"resume={resume}: no such checkpoint directory; use resume=auto or never")
+        return resume
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if found:
+        log.info("Resuming from %s", found)
+    return found
+
+
+def start_tracking(cfg: DictConfig, output_dir: Path) -> list[str]:
+    from grpo.tracking import start_wandb
+
+    run_name = cfg.logger.get("run_name") or f"{cfg.task.name}-{cfg.model.name}-{output_dir.name}"
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return start_wandb(cfg.logger, run_name, str(output_dir), config, resume_id=_wandb_id(output_dir))
+
+
+def _wandb_id(output_dir: Path) -> str:
+    """One W&B run id per output dir, so a resumed run continues the same W&B run."""
+    import uuid
+
+    id_file = output_dir / ".wandb_run_id"
+    if not id_file.exists():
+        id_file.write_text(uuid.uuid4().hex[:12])
+    return id_file.read_text().strip()
+
+
+def load_policy(cfg: DictConfig):
+    """The base model and tokenizer, with `init_adapter` loaded trainable when given.
+
+    GRPO continues training the same adapter (it is not merged): the final adapter loads directly on
+    the base model and carries both stages.
+    """
+    from grpo.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.peft)
+    if cfg.init_adapter:
+        from peft import PeftModel
+
+        if not (Path(cfg.init_adapter) / "adapter_config.json").exists():
+            raise ConfigError(f"init_adapter={cfg.init_adapter} holds no adapter_config.json")
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+        log.info("Starting from adapter %s", cfg.init_adapter)
+    return model, tokenizer
+
+
+def peft_config(cfg: DictConfig):
+    if cfg.peft.method == "full" or cfg.init_adapter:
+        return None
+    from peft import LoraConfig
+
+    target = cfg.peft.target_modules or cfg.model.lora_target_modules
+    target = list(target) if OmegaConf.is_list(target) else target
+    return LoraConfig(
+        r=cfg.peft.r,
+        lora_alpha=cfg.peft.lora_alpha,
+        lora_dropout=cfg.peft.lora_dropout,
+        bias=cfg.peft.bias,
+        target_modules=target,
+        task_type="CAUSAL_LM",
+    )
+
+
+def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Path):
+    from trl import GRPOConfig
+
+    from grpo.models import resolve_dtype
+
+    import torch
+
+    fields = OmegaConf.to_container(cfg.trainer, resolve=True)
+    overrides = cfg.rollout.get("trainer_overrides")
+    if overrides:
+        fields.update(OmegaConf.to_container(overrides, resolve=True))
+    fields.update(
+        per_device_train_batch_size=plan.per_device_train_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        output_dir=str(output_dir),
+        seed=cfg.seed,
+        reward_weights=list(reward_weights),
+        report_to=report_to,
+        bf16=resolve_dtype(cfg.model.dtype) == torch.bfloat16,
+        run_name=output_dir.name,
+    )
+    try:
+        return GRPOConfig(**fields)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"trainer: {error}") from None
+
+
+def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
+    from trl import GRPOTrainer
+
+    from grpo.interrupt import GracefulStop
+    from grpo.metrics import MetricsJsonlCallback
+
+    metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
+    graceful_stop = GracefulStop()
+    callbacks = [metrics, graceful_stop, *in_training_eval(cfg, metrics)]
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg),
+        callbacks=callbacks,
+    )
+    trainer.metrics_log = metrics
+    trainer.graceful_stop = graceful_stop
+    return trainer
+
+
+def in_training_eval(cfg: DictConfig, metrics) -> list:
+    if cfg.eval.limit == 0:
+        return []
+    from eval.callback import InTrainingEval
+
+    return [InTrainingEval(cfg, metrics)]
+
+
+def save_final(trainer, output_dir: Path) -> None:
+    """The final adapter (or full model) in output_dir/adapter, loadable with PeftModel.from_pretrained."""
+    final = output_dir / "adapter"
+    trainer.save_model(str(final))
+    trainer.processing_class.save_pretrained(str(final))
+
+
+def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None) -> None:
+    from grpo.summary import print_summary
+
+    print_summary(cfg, trainer, output_dir, wall_time_s, stopped_by)
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_training(cfg)
+    except ConfigError as error:
+        log.error("config error: %s", error)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    apply_auto_profile()
+    main()

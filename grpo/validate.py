@@ -1,0 +1,200 @@
+"""Checks on a composed config, run before any model is loaded.
+
+Each problem becomes a `ConfigError` naming the field and the fix; `grpo.train` prints it and exits 2,
+so users never read a stack trace from deep inside TRL for a typo or an impossible setting.
+"""
+
+import dataclasses
+import difflib
+import numbers
+import os
+import shutil
+from importlib.util import find_spec
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from grpo.batching import BatchConfigError, BatchPlan, plan_batches
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before loading the model."""
+
+
+GPU_ONLY_PEFT = {"qlora"}
+MIN_FREE_DISK_BYTES = 2 * 1024**3
+_TRAINER_KEYS_WE_SET = {"output_dir", "reward_weights", "run_name", "seed"}
+
+
+def require_task(cfg: DictConfig) -> None:
+    if "task" not in cfg or cfg.task is None:
+        raise ConfigError(
+            "no task chosen: add one with +task=<name>, e.g. `python -m grpo.train +task=gsm8k` "
+            f"(available: {', '.join(available_options('task'))})"
+        )
+
+
+def available_options(group: str) -> list[str]:
+    folder = Path(__file__).resolve().parent.parent / "conf" / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def check_number(value, field: str, *, minimum=None, exclusive=False, integer=False) -> None:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{field}={value!r} must be {kind}")
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        relation = ">" if exclusive else ">="
+        raise ConfigError(f"{field}={value!r} must be {relation} {minimum}")
+
+
+def check_trainer(cfg: DictConfig, cuda: bool) -> None:
+    from trl import GRPOConfig
+
+    trainer = cfg.trainer
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    for key in trainer:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean trainer.{close[0]}?" if close else " (see trl.GRPOConfig for the fields)"
+            raise ConfigError(f"trainer.{key} is not a GRPOConfig field{hint}")
+        if key in _TRAINER_KEYS_WE_SET:
+            raise ConfigError(f"trainer.{key} is set by gemma-grpo; set the top-level `{key}` instead")
+    check_number(trainer.learning_rate, "trainer.learning_rate", minimum=0, exclusive=True)
+    check_number(trainer.max_steps, "trainer.max_steps", minimum=1, integer=True)
+    check_number(trainer.num_generations, "trainer.num_generations", minimum=2, integer=True)
+    check_number(trainer.max_completion_length, "trainer.max_completion_length", minimum=1, integer=True)
+    check_number(trainer.temperature, "trainer.temperature", minimum=0)
+    if trainer.temperature == 0:
+        raise ConfigError(
+            "trainer.temperature=0 makes all completions of a group identical (greedy), so GRPO has no "
+            "signal to learn from; use a temperature > 0 (e.g. 1.0)"
+        )
+    check_number(trainer.beta, "trainer.beta", minimum=0)
+    check_number(trainer.top_p, "trainer.top_p", minimum=0, exclusive=True)
+    if trainer.top_p > 1:
+        raise ConfigError(f"trainer.top_p={trainer.top_p} must be in (0, 1]")
+    check_number(trainer.num_iterations, "trainer.num_iterations", minimum=1, integer=True)
+    if trainer.fp16:
+        raise ConfigError(
+            "trainer.fp16=true: Gemma's activations overflow float16 (NaN gradients); "
+            "use model.dtype=bfloat16 on GPU (fp32 on CPU) and leave trainer.fp16=false"
+        )
+    if trainer.bf16 and not cuda:
+        raise ConfigError("trainer.bf16=true needs a GPU here; on CPU the model trains in float32 (model.dtype=auto)")
+
+
+def check_model(cfg: DictConfig, cuda: bool) -> None:
+    if cfg.model.dtype not in ("auto", "bfloat16", "float32"):
+        hint = " (Gemma overflows in float16)" if cfg.model.dtype == "float16" else ""
+        raise ConfigError(f"model.dtype={cfg.model.dtype!r} must be auto, bfloat16 or float32{hint}")
+    if cfg.peft.method in GPU_ONLY_PEFT and not cuda:
+        raise ConfigError(
+            "peft=qlora needs a CUDA GPU (bitsandbytes 4-bit); on this machine use peft=lora or peft=full"
+        )
+    if cfg.peft.method in GPU_ONLY_PEFT and find_spec("bitsandbytes") is None:
+        raise ConfigError('peft=qlora needs bitsandbytes: pip install -e ".[qlora]"')
+    if cfg.peft.method != "full":
+        check_number(cfg.peft.r, "peft.r", minimum=1, integer=True)
+        check_number(cfg.peft.lora_alpha, "peft.lora_alpha", minimum=0, exclusive=True)
+
+
+def check_rollout(cfg: DictConfig, cuda: bool) -> None:
+    if cfg.rollout.name == "hf":
+        return
+    if find_spec("vllm") is None:
+        raise ConfigError(
+            f"rollout={cfg.rollout.name} needs vLLM, which is not installed: on a CUDA machine run "
+            '`pip install -e ".[vllm]"`, or use rollout=hf (transformers generate)'
+        )
+    if not cuda and not _vllm_cpu_build():
+        raise ConfigError(f"rollout={cfg.rollout.name} needs a CUDA GPU for vLLM; use rollout=hf on this machine")
+    if cfg.peft.method == "qlora":
+        raise ConfigError(
+            "peft=qlora with vLLM rollouts is broken or lossy in TRL (trl #3654, #4973, #3466): "
+            "use peft=lora with vLLM, or rollout=hf with QLoRA"
+        )
+
+
+def _vllm_cpu_build() -> bool:
+    try:
+        from importlib.metadata import distribution
+
+        distribution("vllm-cpu")
+        return True
+    except Exception:
+        return False
+
+
+def check_batches(cfg: DictConfig) -> BatchPlan:
+    check_number(cfg.batch.prompts_per_step, "batch.prompts_per_step", minimum=1, integer=True)
+    check_number(cfg.batch.max_micro_batch, "batch.max_micro_batch", minimum=1, integer=True)
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if cfg.trainer[key] is not None:
+            check_number(cfg.trainer[key], f"trainer.{key}", minimum=1, integer=True)
+    if cfg.trainer.generation_batch_size is not None:
+        raise ConfigError(
+            "trainer.generation_batch_size is derived (completions per step); set batch.prompts_per_step "
+            "or trainer.per_device_train_batch_size / gradient_accumulation_steps instead"
+        )
+    try:
+        return plan_batches(
+            num_generations=cfg.trainer.num_generations,
+            prompts_per_step=cfg.batch.prompts_per_step,
+            max_micro_batch=cfg.batch.max_micro_batch,
+            per_device_train_batch_size=cfg.trainer.per_device_train_batch_size,
+            gradient_accumulation_steps=cfg.trainer.gradient_accumulation_steps,
+            world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        )
+    except BatchConfigError as error:
+        raise ConfigError(str(error)) from None
+
+
+def check_eval(cfg: DictConfig) -> None:
+    check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
+    check_number(cfg.eval.every_n_steps, "eval.every_n_steps", minimum=0, integer=True)
+    if cfg.eval.max_new_tokens is not None:
+        check_number(cfg.eval.max_new_tokens, "eval.max_new_tokens", minimum=1, integer=True)
+    check_number(cfg.eval.batch_size, "eval.batch_size", minimum=1, integer=True)
+
+
+def check_rewards(cfg: DictConfig):
+    from rewards import build_reward_stack
+
+    stack = OmegaConf.to_container(cfg.rewards.stack, resolve=True) if cfg.rewards.get("stack") else None
+    if not stack:
+        raise ConfigError("rewards.stack is empty: choose a stack (rewards=gsm8k) or add entries")
+    try:
+        return build_reward_stack(stack)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def check_output_dir(output_dir: str) -> None:
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"output_dir={output_dir} is not writable ({error.strerror}); choose another with output_dir=...")
+    free = shutil.disk_usage(path).free
+    if free < MIN_FREE_DISK_BYTES:
+        raise ConfigError(
+            f"output_dir={output_dir} has only {free / 1024**2:.0f} MiB free; checkpoints need at least "
+            f"{MIN_FREE_DISK_BYTES / 1024**3:.0f} GiB: free space or choose another output_dir"
+        )
+
+
+def validate_training_config(cfg: DictConfig, cuda: bool):
+    """Run every check; return (batch plan, reward functions, reward weights)."""
+    require_task(cfg)
+    check_model(cfg, cuda)
+    check_trainer(cfg, cuda)
+    check_rollout(cfg, cuda)
+    plan = check_batches(cfg)
+    check_eval(cfg)
+    reward_funcs, reward_weights = check_rewards(cfg)
+    check_output_dir(cfg.output_dir)
+    return plan, reward_funcs, reward_weights

@@ -1,0 +1,56 @@
+"""Test-wide settings: offline hub, one shared model cache, CPU only, and the gpu marker."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("GEMMA_GRPO_CACHE", str(Path.home() / ".cache" / "gemma-grpo"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir():
+    """The cached tiny Gemma 3 (converts the real tokenizer once, ~35 s on a fresh machine)."""
+    from omegaconf import OmegaConf
+
+    from grpo.models import resolve_model_path
+
+    cfg = OmegaConf.load(REPO / "conf" / "model" / "tiny.yaml")
+    return Path(resolve_model_path(cfg))
+
+
+def run_cli(module: str, *overrides: str, timeout: int = 600, env: dict | None = None):
+    """Run `python -m <module> <overrides>` from the repo root; return the CompletedProcess, with
+    `.output` holding stdout and stderr together (Hydra logs to stdout, errors go to stderr)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    result.output = result.stdout + result.stderr
+    return result

@@ -1,0 +1,83 @@
+"""Bad input is refused before any model loads, with a message naming the field and the fix."""
+
+import pytest
+
+from compose import compose_train
+from conftest import run_cli
+from grpo.validate import ConfigError, validate_training_config
+
+
+def _validate(tmp_path, *overrides, cuda=False):
+    cfg = compose_train("+task=gsm8k", "model=tiny", "profile=cpu", f"output_dir={tmp_path}", *overrides)
+    return validate_training_config(cfg, cuda=cuda)
+
+
+def test_valid_config_passes(tmp_path):
+    plan, funcs, weights = _validate(tmp_path)
+    assert plan.completions_per_step % plan.num_generations == 0
+    assert len(funcs) == len(weights) == 4
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("trainer.learning_rate=0", ["trainer.learning_rate", "> 0"]),
+        ("trainer.learning_rate=-1e-5", ["trainer.learning_rate"]),
+        ("trainer.learning_rate=fast", ["trainer.learning_rate", "number"]),
+        ("trainer.num_generations=1", ["trainer.num_generations", "2"]),
+        ("trainer.max_completion_length=0", ["trainer.max_completion_length"]),
+        ("trainer.max_steps=0", ["trainer.max_steps"]),
+        ("trainer.max_steps=2.5", ["trainer.max_steps", "integer"]),
+        ("trainer.temperature=0", ["trainer.temperature", "identical"]),
+        ("trainer.beta=-0.1", ["trainer.beta"]),
+        ("trainer.top_p=1.5", ["trainer.top_p"]),
+        ("trainer.fp16=true", ["trainer.fp16", "bfloat16"]),
+        ("trainer.bf16=true", ["trainer.bf16", "CPU"]),
+        ("+trainer.lerning_rate=1e-5", ["trainer.lerning_rate", "did you mean trainer.learning_rate"]),
+        ("+trainer.output_dir=/tmp/x", ["trainer.output_dir", "top-level"]),
+        ("trainer.per_device_train_batch_size=3 trainer.gradient_accumulation_steps=1", ["num_generations", "Nearest valid"]),
+        ("trainer.generation_batch_size=12", ["trainer.generation_batch_size", "derived"]),
+        ("batch.prompts_per_step=0", ["batch.prompts_per_step"]),
+        ("model.dtype=float16", ["model.dtype", "float16"]),
+        ("peft=qlora", ["peft=qlora", "CUDA"]),
+        ("peft.r=0", ["peft.r"]),
+        ("rollout=vllm_colocate", ["rollout=vllm_colocate", "rollout=hf"]),
+        ("eval.every_n_steps=-1", ["eval.every_n_steps"]),
+        ("+rewards.stack.bogus.weight=1", ["rewards.stack.bogus"]),
+    ],
+)
+def test_bad_setting_names_the_field(tmp_path, override, fragments):
+    with pytest.raises(ConfigError) as caught:
+        _validate(tmp_path, *override.split())
+    for fragment in fragments:
+        assert fragment in str(caught.value), str(caught.value)
+
+
+def test_unwritable_output_dir_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="output_dir"):
+        _validate(tmp_path / "file" / "run")
+
+
+def test_missing_task_says_how_to_pick_one(tmp_path):
+    result = run_cli("grpo.train", "model=tiny", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "+task=gsm8k" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [("model=gemma9", "gemma3-270m"), ("rollout=sglang", "vllm_colocate"), ("+task=gsm9k", "gsm8k")],
+)
+def test_unknown_choice_lists_the_valid_ones(override, fragment):
+    args = [override] if override.startswith("+task") else ["+task=gsm8k", override]
+    result = run_cli("grpo.train", *args, "logger=none")
+    assert result.returncode != 0
+    assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_misspelled_top_level_key_is_refused_by_name():
+    result = run_cli("grpo.train", "+task=gsm8k", "trainer.lerning_rate=1e-5", "logger=none")
+    assert result.returncode != 0
+    assert "lerning_rate" in result.output and "Traceback" not in result.output

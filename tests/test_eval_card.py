@@ -1,0 +1,70 @@
+"""Model card and plots from a synthetic metrics.jsonl; the reward-hacking and forgetting flags."""
+
+import json
+
+import pytest
+
+from eval.card import check_trends, write_run_report
+from fixtures.eval_stand_ins import compose_eval
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return compose_eval()
+
+
+def write_metrics(path, rewards, before, after, domain_before=0.6, domain_after=0.6):
+    rows = [{"step": 0, "eval/phase": "before", "eval/gsm8k/accuracy_strict": before,
+             "eval/gsm8k/accuracy_flexible": before, "eval/gsm8k/n": 20,
+             "eval/pubmedqa/accuracy": domain_before, "eval/pubmedqa/n": 20}]
+    for step, reward in enumerate(rewards, start=1):
+        rows.append({"step": step, "reward": reward, "reward_std": 0.1, "rewards/correctness/mean": reward / 2,
+                     "completions/mean_length": 50.0})
+    rows.append({"step": len(rewards), "eval/phase": "after", "eval/gsm8k/accuracy_strict": after,
+                 "eval/gsm8k/accuracy_flexible": after, "eval/gsm8k/n": 20,
+                 "eval/pubmedqa/accuracy": domain_after, "eval/pubmedqa/n": 20})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+RISING = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+FLAT = [0.5, 0.52, 0.48, 0.5, 0.51, 0.49, 0.5, 0.5, 0.5]
+
+
+def test_card_has_before_after_table_and_plots(tmp_path, cfg):
+    write_metrics(tmp_path / "metrics.jsonl", RISING, before=0.30, after=0.45)
+    readme = write_run_report(tmp_path, cfg, None, wall_time_s=600).read_text()
+    assert "| gsm8k/accuracy_strict | 30.0% | 45.0% | +15.0 pp |" in readme
+    assert "| pubmedqa/accuracy | 60.0% | 60.0% | +0.0 pp |" in readme
+    for fact in ("base model", "r=16, alpha=32", "numeric_format | 0.25", "learning_rate", "wall time", "10.0 min"):
+        assert fact in readme
+    for image in ("reward.png", "eval_accuracy.png"):
+        assert (tmp_path / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({image})" in readme
+    assert "reward hacking" not in readme
+
+
+def test_reward_up_and_accuracy_down_is_flagged(tmp_path, cfg, caplog):
+    write_metrics(tmp_path / "metrics.jsonl", RISING, before=0.50, after=0.30)
+    readme = write_run_report(tmp_path, cfg, None, wall_time_s=60).read_text()
+    assert "Possible reward hacking" in readme
+    assert "Possible reward hacking" in caplog.text
+
+
+def test_flat_reward_with_falling_accuracy_is_not_reward_hacking(tmp_path, cfg):
+    write_metrics(tmp_path / "metrics.jsonl", FLAT, before=0.50, after=0.30)
+    readme = write_run_report(tmp_path, cfg, None, wall_time_s=60).read_text()
+    assert "reward hacking" not in readme
+
+
+def test_falling_held_out_domain_is_flagged_as_forgetting():
+    rows = [{"step": 0, "eval/phase": "before", "eval/pubmedqa/accuracy": 0.6},
+            {"step": 9, "eval/phase": "after", "eval/pubmedqa/accuracy": 0.4}]
+    warnings = check_trends(rows, rows, "gsm8k")
+    assert len(warnings) == 1 and "forgetting" in warnings[0]
+
+
+def test_card_without_evaluations_says_so(tmp_path, cfg):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 0.2}) + "\n")
+    readme = write_run_report(tmp_path, cfg, None).read_text()
+    assert "No before/after evaluation was recorded" in readme
+    assert (tmp_path / "reward.png").exists()
