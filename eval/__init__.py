@@ -1,0 +1,9 @@
+"""Evaluation for gemma-grpo: the same answer extraction as the rewards, on held-out data.
+
+- `python -m eval.run +task=gsm8k model=<name> [adapter=<dir>]`: standalone evaluation (eval/run.py).
+- `eval.callback.InTrainingEval`: before / every N steps / after evaluation inside training.
+- `eval.card.write_run_report`: the model card and plots at the end of a run.
+
+Evaluators (gsm8k, pubmedqa, mmlu, verdict) register themselves in eval/suite.py and only ever talk to
+a `Generator` (eval/generate.py), so tests score them with a stand-in instead of a model.
+"""

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+from transformers import StoppingCriteria
+
 log = logging.getLogger(__name__)
 
 Conversation = list[dict[str, str]]
@@ -73,8 +75,8 @@ class HFGenerator:
         return results
 
     def _generate_batch(self, input_ids, max_new_tokens, num_samples, temperature, stop):
-        self.tokenizer.padding_side = "left"
-        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, return_tensors="pt")
+        # left padding, without changing the (possibly shared with the trainer) tokenizer's own setting
+        batch = self.tokenizer.pad({"input_ids": input_ids}, padding=True, padding_side="left", return_tensors="pt")
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": None}
         output = self.model.generate(
@@ -82,12 +84,35 @@ class HFGenerator:
             max_new_tokens=max_new_tokens,
             num_return_sequences=num_samples,
             use_cache=True,  # gradient checkpointing in training turns the cache off in the config
-            stop_strings=list(stop) if stop else None,
-            tokenizer=self.tokenizer if stop else None,
+            stopping_criteria=[StopOnStrings(self.tokenizer, stop, batch["input_ids"].shape[1])] if stop else None,
             **(sampling if temperature > 0 else {"do_sample": False}),
         )
         completions = output[:, batch["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+
+
+class StopOnStrings(StoppingCriteria):
+    """Finish a sequence once its last few generated tokens decode to text holding a stop string.
+
+    transformers' own `stop_strings` precomputes a table over the whole vocabulary on every generate
+    call: seconds per batch with Gemma's 262k tokens on our CPUs (measured 5.6 s against 0.3 s for the
+    generation itself on the tiny model).
+    Decoding a 16-token tail per sequence per step costs well under a millisecond.
+    """
+
+    WINDOW = 16
+
+    def __init__(self, tokenizer, stops, prompt_length: int):
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        start = max(self.prompt_length, input_ids.shape[1] - self.WINDOW)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        return torch.tensor([any(stop in tail for stop in self.stops) for tail in tails], device=input_ids.device)
 
 
 class VLLMGenerator:

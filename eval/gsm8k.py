@@ -7,14 +7,10 @@ because harnesses disagree by up to ~30 points on one model when they extract di
 the rewards' own functions: "correct" means the same thing in training and in evaluation.
 """
 
-import logging
-
 from rewards.extract import answers_match, extract_answer
 
 from eval.metrics import majority_vote, pass_at_k
-from eval.suite import EvalResult, eval_seed, fixed_subset, register
-
-log = logging.getLogger(__name__)
+from eval.suite import EvalResult, eval_seed, fixed_subset, register, stop_strings
 
 
 def score_gsm8k(
@@ -119,7 +115,7 @@ def score(rows: list[dict], generator, cfg) -> EvalResult:
         num_samples=int(cfg.eval.get("num_samples", 1)),
         temperature=float(cfg.eval.get("temperature", 0.0)),
         ks=list(ks) if ks else None,
-        stop=list(cfg.eval.get("stop") or []) or None,
+        stop=stop_strings(cfg),
         name=cfg.task.name,
     )
 

@@ -17,7 +17,15 @@ from pathlib import Path
 from rewards.extract import extract_choice
 
 from eval.metrics import macro_f1
-from eval.suite import DatasetUnavailable, EvalResult, eval_seed, fixed_subset, register, settings
+from eval.suite import (
+    DatasetUnavailable,
+    EvalResult,
+    eval_seed,
+    fixed_subset,
+    register,
+    settings,
+    stop_strings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +139,7 @@ def load(cfg, limit: int | None) -> list[dict]:
 def score(rows: list[dict], generator, cfg) -> EvalResult:
     opts = settings(cfg, "mmlu", DEFAULTS)
     return score_choices(rows, generator, name="mmlu", max_new_tokens=opts["max_new_tokens"],
-                         stop=list(cfg.eval.get("stop") or []) or None)
+                         stop=stop_strings(cfg))
 
 
 register("mmlu", load, score)

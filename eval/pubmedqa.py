@@ -14,7 +14,7 @@ import json
 from importlib import resources
 
 from eval.multiple_choice import score_choices
-from eval.suite import eval_seed, fixed_subset, register, settings
+from eval.suite import eval_seed, fixed_subset, register, settings, stop_strings
 
 LABELS = ("yes", "no", "maybe")
 
@@ -83,7 +83,7 @@ def load(cfg, limit: int | None) -> list[dict]:
 def score(rows: list[dict], generator, cfg):
     opts = settings(cfg, "pubmedqa", DEFAULTS)
     return score_choices(rows, generator, name="pubmedqa", max_new_tokens=opts["max_new_tokens"],
-                         stop=list(cfg.eval.get("stop") or []) or None)
+                         stop=stop_strings(cfg))
 
 
 register("pubmedqa", load, score)

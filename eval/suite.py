@@ -75,14 +75,10 @@ def fixed_subset(n_rows: int, limit: int | None, seed: int) -> list[int]:
     """Indices of the first `limit` rows after a seeded shuffle: the same subset every time, spread over
     the whole set (the first N rows of a file are often not representative). None: all rows, in order."""
     if limit is None or limit >= n_rows:
-        return list(range(n_rows)) if limit is None else sorted(_shuffled(n_rows, seed))
-    return _shuffled(n_rows, seed)[:limit]
-
-
-def _shuffled(n_rows: int, seed: int) -> list[int]:
+        return list(range(n_rows))
     order = list(range(n_rows))
     random.Random(seed).shuffle(order)
-    return order
+    return order[:limit]
 
 
 def settings(cfg, name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,6 +89,16 @@ def settings(cfg, name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
     if block is not None:
         merged.update(OmegaConf.to_container(block, resolve=True) if OmegaConf.is_config(block) else dict(block))
     return merged
+
+
+DEFAULT_STOP = ("</answer>",)
+
+
+def stop_strings(cfg) -> list[str] | None:
+    """`eval.stop` (conf/eval.yaml), else stop at `</answer>`: every evaluator here reads its answer from
+    that tag, and on a CPU the tokens after it are most of the cost. An empty list: no stop strings."""
+    stops = cfg.eval.get("stop", list(DEFAULT_STOP))
+    return [str(s) for s in stops] if stops else None
 
 
 def eval_seed(cfg) -> int:

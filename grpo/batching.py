@@ -54,9 +54,9 @@ def plan_batches(
             "so the group size must be at least 2"
         )
     if per_device_train_batch_size is None and gradient_accumulation_steps is None:
-        completions = prompts_per_step * num_generations
-        if completions % world_size:
-            completions = math.lcm(completions, world_size)
+        # the smallest multiple of both the group size and the process count that holds the prompts asked for
+        step = math.lcm(num_generations, world_size)
+        completions = math.ceil(prompts_per_step * num_generations / step) * step
         per_process = completions // world_size
         micro = max(d for d in range(1, min(per_process, max_micro_batch) + 1) if per_process % d == 0)
         return BatchPlan(num_generations, micro, per_process // micro, world_size, derived=True)

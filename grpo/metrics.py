@@ -19,6 +19,14 @@ def _finite_or_none(value):
     return value
 
 
+def _step(line: str) -> float:
+    """The step of a metrics.jsonl line; inf (dropped on resume) for a line cut short by a kill."""
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
+
+
 class MetricsJsonlCallback(TrainerCallback):
     def __init__(self, path: Path, extra: dict | None = None):
         self.path = Path(path)
@@ -28,7 +36,7 @@ class MetricsJsonlCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.path.exists() and state.global_step > 0:
-            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= state.global_step]
+            kept = [line for line in self.path.read_text(errors="replace").splitlines() if _step(line) <= state.global_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._last_time = time.monotonic()
 

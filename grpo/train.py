@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.profile import apply_auto_profile
 from grpo.validate import ConfigError, validate_training_config
@@ -51,6 +51,7 @@ def run_training(cfg: DictConfig) -> Path:
         trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         stop.uninstall()
+    trainer.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir)
     summarise(cfg, trainer, output_dir, time.time() - started, stop.requested)
     from grpo.tracking import finish_wandb
@@ -101,7 +102,9 @@ def last_checkpoint(resume: str, output_dir: Path) -> str | None:
 def start_tracking(cfg: DictConfig, output_dir: Path) -> list[str]:
     from grpo.tracking import start_wandb
 
-    run_name = cfg.logger.get("run_name") or f"{cfg.task.name}-{cfg.model.name}-{output_dir.name}"
+    from grpo.sweep_summary import run_name_with_settings
+
+    run_name = cfg.logger.get("run_name") or run_name_with_settings(cfg, output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     return start_wandb(cfg.logger, run_name, str(output_dir), config, resume_id=_wandb_id(output_dir))
 
@@ -182,12 +185,18 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
 def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
     from trl import GRPOTrainer
 
+    from grpo.guards import build_guards
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
+    from grpo.trl_patches import score_only_completion_tokens_on_cpu
+
+    score_only_completion_tokens_on_cpu()
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
     graceful_stop = GracefulStop()
-    callbacks = [metrics, graceful_stop, *in_training_eval(cfg, metrics)]
+    guards = build_guards(cfg)  # before `metrics`, so their additions to the logs reach metrics.jsonl
+    evaluation = in_training_eval(cfg, metrics)
+    callbacks = [*guards, metrics, graceful_stop, *evaluation]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -199,6 +208,8 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     )
     trainer.metrics_log = metrics
     trainer.graceful_stop = graceful_stop
+    trainer.in_training_eval = evaluation[0] if evaluation else None
+    trainer.nonfinite_guard = guards[0]
     return trainer
 
 
@@ -218,18 +229,54 @@ def save_final(trainer, output_dir: Path) -> None:
 
 
 def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None) -> None:
+    """Model card and plots in output_dir, then the console summary."""
+    from eval.card import write_run_report
     from grpo.summary import print_summary
 
+    write_run_report(output_dir, cfg, trainer.in_training_eval, wall_time_s)
     print_summary(cfg, trainer, output_dir, wall_time_s, stopped_by)
 
 
+def run_pipeline(cfg: DictConfig) -> Path:
+    """The optional SFT warm-up stage, then GRPO starting from its adapter (each in its own subfolder).
+
+    Both stages' configs are checked before either starts, so a bad GRPO setting never wastes an SFT run.
+    """
+    if cfg.sft.name == "none":
+        return run_training(cfg)
+    from grpo.sft import run_sft, validate_sft_config
+
+    validate_training_config(cfg, _cuda_available())
+    validate_sft_config(cfg)
+    root = Path(cfg.output_dir)
+    sft_adapter = run_sft(cfg, root / "sft")
+    grpo_cfg = cfg.copy()
+    with open_dict(grpo_cfg):
+        grpo_cfg.output_dir = str(root / "grpo")
+        grpo_cfg.init_adapter = str(sft_adapter)
+    return run_training(grpo_cfg)
+
+
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Train; return the final held-out accuracy, the objective a Hydra sweeper (Optuna) maximises."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from grpo.guards import TrainingHalted
+    from grpo.sweep_summary import objective
+
     try:
-        run_training(cfg)
+        output_dir = run_pipeline(cfg)
     except ConfigError as error:
         log.error("config error: %s", error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # only this trial fails: Hydra records it and runs the others (grpo/sweep_summary.py)
         sys.exit(2)
+    except TrainingHalted as error:
+        log.error("training stopped: %s", error)
+        sys.exit(3)
+    return objective(output_dir, cfg.task.name)
 
 
 if __name__ == "__main__":

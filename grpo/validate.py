@@ -126,7 +126,18 @@ def _vllm_cpu_build() -> bool:
         return False
 
 
+def check_known_keys(cfg: DictConfig, block: str) -> None:
+    """`+batch.prompt_per_step=4` adds a key nothing reads; name it and suggest the real one."""
+    reference = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "train.yaml").get(block) or {}
+    for key in cfg.get(block) or {}:
+        if key not in reference:
+            close = difflib.get_close_matches(str(key), list(reference), n=1)
+            hint = f"; did you mean {block}.{close[0]}?" if close else f" (allowed: {', '.join(reference)})"
+            raise ConfigError(f"{block}.{key} is not a {block} setting{hint}")
+
+
 def check_batches(cfg: DictConfig) -> BatchPlan:
+    check_known_keys(cfg, "batch")
     check_number(cfg.batch.prompts_per_step, "batch.prompts_per_step", minimum=1, integer=True)
     check_number(cfg.batch.max_micro_batch, "batch.max_micro_batch", minimum=1, integer=True)
     for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
@@ -151,6 +162,7 @@ def check_batches(cfg: DictConfig) -> BatchPlan:
 
 
 def check_eval(cfg: DictConfig) -> None:
+    check_known_keys(cfg, "eval")
     check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
     check_number(cfg.eval.every_n_steps, "eval.every_n_steps", minimum=0, integer=True)
     if cfg.eval.max_new_tokens is not None:
@@ -168,6 +180,39 @@ def check_rewards(cfg: DictConfig):
         return build_reward_stack(stack)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def check_data_files(cfg: DictConfig) -> None:
+    """A user's `task.data_files` must name readable files (a typo otherwise surfaces after start-up)."""
+    data_files = cfg.task.get("data_files")
+    if not data_files:
+        return
+    if not isinstance(data_files, DictConfig) or "train" not in data_files:
+        raise ConfigError(f"task.data_files={data_files!r} must be a mapping like {{train: a.jsonl, test: b.jsonl}}")
+    for split, path in data_files.items():
+        if not Path(str(path)).is_file():
+            raise ConfigError(f"task.data_files.{split}={path}: no such file")
+
+
+GUARD_KEYS = {"max_consecutive_nonfinite", "zero_std_threshold", "zero_std_window"}
+
+
+def check_guard(cfg: DictConfig) -> None:
+    """The optional `guard` block (grpo/guards.py)."""
+    guard = cfg.get("guard")
+    if guard is None:
+        return
+    for key in guard:
+        if key not in GUARD_KEYS:
+            close = difflib.get_close_matches(str(key), GUARD_KEYS, n=1)
+            hint = f"; did you mean guard.{close[0]}?" if close else f" (allowed: {', '.join(sorted(GUARD_KEYS))})"
+            raise ConfigError(f"guard.{key} is not a guard setting{hint}")
+    if "max_consecutive_nonfinite" in guard:
+        check_number(guard.max_consecutive_nonfinite, "guard.max_consecutive_nonfinite", minimum=1, integer=True)
+    if "zero_std_window" in guard:
+        check_number(guard.zero_std_window, "guard.zero_std_window", minimum=1, integer=True)
+    if "zero_std_threshold" in guard:
+        check_number(guard.zero_std_threshold, "guard.zero_std_threshold", minimum=0)
 
 
 def check_output_dir(output_dir: str) -> None:
@@ -196,5 +241,7 @@ def validate_training_config(cfg: DictConfig, cuda: bool):
     plan = check_batches(cfg)
     check_eval(cfg)
     reward_funcs, reward_weights = check_rewards(cfg)
+    check_data_files(cfg)
+    check_guard(cfg)
     check_output_dir(cfg.output_dir)
     return plan, reward_funcs, reward_weights

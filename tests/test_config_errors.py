@@ -44,6 +44,20 @@ def test_valid_config_passes(tmp_path):
         ("rollout=vllm_colocate", ["rollout=vllm_colocate", "rollout=hf"]),
         ("eval.every_n_steps=-1", ["eval.every_n_steps"]),
         ("+rewards.stack.bogus.weight=1", ["rewards.stack.bogus"]),
+        ("batch.prompts_per_step=two", ["batch.prompts_per_step", "integer"]),
+        ("batch.max_micro_batch=0", ["batch.max_micro_batch"]),
+        ("+batch.prompt_per_step=4", ["batch.prompt_per_step", "did you mean batch.prompts_per_step"]),
+        ("eval.limit=-1", ["eval.limit"]),
+        ("eval.limit=all", ["eval.limit", "integer"]),
+        ("eval.batch_size=0", ["eval.batch_size"]),
+        ("eval.max_new_tokens=0", ["eval.max_new_tokens"]),
+        ("+eval.every_n_step=5", ["eval.every_n_step", "did you mean eval.every_n_steps"]),
+        ("trainer.temperature=hot", ["trainer.temperature", "number"]),
+        ("trainer.num_iterations=0", ["trainer.num_iterations"]),
+        ("peft.lora_alpha=0", ["peft.lora_alpha"]),
+        ("+guard.max_consecutive_nonfinite=0", ["guard.max_consecutive_nonfinite", ">= 1"]),
+        ("+guard.max_consecutive_nonfinit=3", ["guard.max_consecutive_nonfinit", "did you mean guard.max_consecutive_nonfinite"]),
+        ("+guard.zero_std_window=1.5", ["guard.zero_std_window", "integer"]),
     ],
 )
 def test_bad_setting_names_the_field(tmp_path, override, fragments):
@@ -81,3 +95,28 @@ def test_misspelled_top_level_key_is_refused_by_name():
     result = run_cli("grpo.train", "+task=gsm8k", "trainer.lerning_rate=1e-5", "logger=none")
     assert result.returncode != 0
     assert "lerning_rate" in result.output and "Traceback" not in result.output
+
+
+def test_too_little_disk_for_checkpoints_is_refused(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 1024**3, 10 * 1024**3 - 5 * 1024**2, 5 * 1024**2))
+    with pytest.raises(ConfigError, match=r"output_dir=.* has only 5 MiB free"):
+        _validate(tmp_path / "run")
+
+
+def test_read_only_output_dir_is_refused(tmp_path):
+    import os
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        if os.access(read_only, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(ConfigError, match="not writable"):
+            _validate(read_only / "run")
+    finally:
+        read_only.chmod(0o700)

@@ -14,7 +14,9 @@ from grpo.metrics import MetricsJsonlCallback
 def tiny():
     from grpo.models import load_model_and_tokenizer
 
-    cfg = compose_eval("eval.limit=3", "eval.max_new_tokens=4", "eval.every_n_steps=2", "eval.batch_size=4")
+    # the training config: the callback must work without conf/eval.yaml's extra keys
+    cfg = compose_eval("eval.limit=3", "eval.max_new_tokens=4", "eval.every_n_steps=2", "eval.batch_size=4",
+                       config_name="train")
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     return cfg, model, tokenizer
 

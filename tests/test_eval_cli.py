@@ -37,11 +37,3 @@ def test_cli_writes_results_and_samples(tmp_path):
     assert sum(s["correct_strict"] for s in samples[:4]) == results["gsm8k/correct_strict"]
     assert "gsm8k/accuracy_strict" in done.stdout
 
-
-def test_cli_refuses_a_zero_limit(tmp_path):
-    command = [sys.executable, "-m", "eval.run", "+task=gsm8k", "model=tiny", "eval.limit=0", "logger=none",
-               f"hydra.run.dir={tmp_path}"]
-    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 2
-    assert "eval.limit" in done.stderr

@@ -32,3 +32,10 @@ def test_domains_are_selected_in_order_after_the_task():
 def test_unknown_evaluator_lists_the_known_ones():
     with pytest.raises(ValueError, match="available: .*pubmedqa"):
         get_evaluator("hellaswag")
+
+
+def test_zero_limit_is_refused_before_anything_loads():
+    from eval.run import run_eval
+
+    with pytest.raises(ValueError, match="eval.limit must be a positive number"):
+        run_eval(compose_eval("eval.limit=0"), generator=object())

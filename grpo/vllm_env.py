@@ -1,0 +1,95 @@
+"""Settings vLLM reads when its engine starts, applied before TRL builds the engine.
+
+vLLM takes part of its configuration from environment variables read at engine start (on CPU the KV
+cache size, `VLLM_CPU_KVCACHE_SPACE` in GiB, replaces `gpu_memory_utilization`), and TRL's GRPOConfig
+has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml) may therefore carry:
+- `env`: variables set here unless the shell already sets them (the shell wins);
+- `vllm_dtype`: the dtype TRL's colocated engine runs in. Needed on CPU, where vLLM's `auto` turns even a
+  float32 checkpoint into bfloat16 while the policy trains in float32, so rollouts would come from a
+  rounded copy of the policy.
+- `weight_sync: reload`: push the policy's weights with vLLM's own in-place reload instead of TRL's
+  per-tensor `load_weights`. Needed on CPU: after loading, vLLM's CPU backend packs every linear weight
+  into a oneDNN (or SGL) kernel handle and drops the original tensor, so TRL 1.16's sync fails with
+  `'Parameter' object has no attribute 'weight_loader'` (and would not reach the packed copy anyway).
+  `reload_weights` restores the layers, loads, and packs again.
+
+Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
+rollout=hf and never imports vLLM itself.
+"""
+
+import functools
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+VLLM_DTYPES = ("auto", "bfloat16", "float32")
+WEIGHT_SYNCS = ("trl", "reload")
+
+
+def prepare_vllm(rollout_cfg) -> dict[str, str]:
+    """Apply the rollout config's vLLM environment and engine dtype; return the variables set here."""
+    if not str(rollout_cfg.name).startswith("vllm"):
+        return {}
+    applied = apply_env(rollout_cfg.get("env") or {})
+    dtype = rollout_cfg.get("vllm_dtype")
+    if dtype and dtype != "auto":
+        pin_colocated_dtype(dtype)
+    sync = rollout_cfg.get("weight_sync", "trl")
+    if sync not in WEIGHT_SYNCS:
+        raise ValueError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
+    if sync == "reload":
+        sync_colocated_by_reload()
+    return applied
+
+
+def apply_env(env) -> dict[str, str]:
+    applied = {}
+    for key, value in env.items():
+        if key in os.environ:
+            log.info("vLLM: %s=%s from the environment (config has %s)", key, os.environ[key], value)
+            continue
+        os.environ[key] = applied[key] = str(value)
+    if applied:
+        log.info("vLLM environment: %s", " ".join(f"{k}={v}" for k, v in applied.items()))
+    return applied
+
+
+def pin_colocated_dtype(dtype: str) -> None:
+    """Make TRL's colocated vLLM engine run in `dtype` (TRL 1.16 builds `LLM(...)` without a dtype).
+
+    TRL's module holds its own reference to `vllm.LLM`; it is wrapped once, with `dtype` preset.
+    """
+    if dtype not in VLLM_DTYPES:
+        raise ValueError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
+    from trl.generation import vllm_generation
+
+    llm = vllm_generation.LLM
+    base = llm.func if isinstance(llm, functools.partial) else llm
+    vllm_generation.LLM = functools.partial(base, dtype=dtype)
+    log.info("vLLM: colocated engine dtype %s", dtype)
+
+
+def sync_colocated_by_reload() -> None:
+    """Replace TRL's colocated weight sync with vLLM's `reload_weights` (server mode is left as it is).
+
+    Same weights as TRL sends (`_iter_named_params` merges LoRA, yields full tensors under vLLM's names,
+    unmerges), same prefix-cache reset after; only the way they enter the engine differs.
+    """
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    trl_sync = VLLMGeneration.sync_weights
+    if getattr(trl_sync, "reloads", False):
+        return
+
+    @functools.wraps(trl_sync)
+    def sync_weights(self):
+        if self.mode != "colocate":
+            return trl_sync(self)
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.reload_weights(weights_iterator=self._iter_named_params())
+        self.llm.reset_prefix_cache()
+
+    sync_weights.reloads = True
+    VLLMGeneration.sync_weights = sync_weights
+    log.info("vLLM: colocated weight sync by reload_weights")

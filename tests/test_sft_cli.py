@@ -1,0 +1,67 @@
+"""The SFT stage's CLI, alone and chained before GRPO, in subprocesses on the tiny model."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def _lora_tensors(adapter_dir, part):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return {k: v for k, v in tensors.items() if f".{part}." in k}
+
+
+def test_offline_hub_dataset_exits_2_with_the_fix_before_loading_a_model(tmp_path):
+    result = run_cli("grpo.sft", "sft=instruction", "model=tiny", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.output[-3000:]
+    assert "databricks/databricks-dolly-15k" in result.output and "sft.data_files" in result.output
+    assert "instruction, context, response" in result.output
+    assert "Loading weights" not in result.output
+
+
+@pytest.mark.slow
+def test_sft_then_grpo_continues_the_sft_adapter(tmp_path, tiny_model_dir):
+    result = run_cli(
+        "grpo.train",
+        "+task=gsm8k",
+        "model=tiny",
+        "sft=gsm8k_cot",
+        "sft.trainer.max_steps=2",
+        "sft.trainer.per_device_train_batch_size=1",
+        "sft.trainer.max_length=1024",
+        "task.example=null",  # shorter prompts in both stages: the test's time goes into 262k-vocab logits
+        "trainer.max_steps=2",
+        "trainer.max_completion_length=8",
+        "logger=none",
+        "eval.limit=0",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.output[-3000:]
+    sft, grpo = tmp_path / "sft", tmp_path / "grpo"
+    for stage in (sft, grpo):
+        assert (stage / "adapter" / "adapter_config.json").exists()
+        assert (stage / "metrics.jsonl").exists() and (stage / "resolved_config.yaml").exists()
+    sft_steps = [json.loads(line) for line in (sft / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in sft_steps if "loss" in row] == [1, 2]
+    assert f"Starting from adapter {sft / 'adapter'}" in result.output
+
+    from peft import PeftModel
+
+    from grpo.models import load_model_and_tokenizer
+    from omegaconf import OmegaConf
+
+    # LoRA B starts at zero in a fresh adapter; SFT moved it by ~lr (2e-4) per Adam step. GRPO (lr 5e-6,
+    # 2 steps) moves it by at most ~1e-5: if GRPO had ignored init_adapter, its B would be ~0, far from SFT's.
+    sft_b, grpo_b = _lora_tensors(sft / "adapter", "lora_B"), _lora_tensors(grpo / "adapter", "lora_B")
+    assert sft_b and sft_b.keys() == grpo_b.keys()
+    assert max(t.abs().max().item() for t in sft_b.values()) > 1e-4
+    for key in sft_b:
+        assert (grpo_b[key] - sft_b[key]).abs().max().item() < 3e-5, key
+
+    # and the SFT adapter loads with PeftModel.from_pretrained on the base model
+    model_cfg = OmegaConf.load(tmp_path / "sft" / "resolved_config.yaml").model
+    base, _ = load_model_and_tokenizer(model_cfg)
+    assert isinstance(PeftModel.from_pretrained(base, str(sft / "adapter")), PeftModel)

@@ -1,0 +1,68 @@
+"""SIGTERM / SIGINT (preemption, Ctrl-C): checkpoint at the next step boundary, exit 0, say how to resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY_RUN = [
+    "+task=gsm8k", "model=tiny", "logger=none", "eval.limit=0", "trainer.max_completion_length=4",
+    "batch.prompts_per_step=1", "trainer.num_generations=2",
+]
+
+
+def start_run(out_dir, *overrides):
+    """Start the training CLI; output goes to out_dir/cli.log (a pipe could fill and block it)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(out_dir.parent / f"{out_dir.name}.cli.log", "w")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grpo.train", *TINY_RUN, *overrides, f"hydra.run.dir={out_dir}"],
+        cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    proc.log_path = log_file.name
+    return proc
+
+
+def wait_for_step(proc, out_dir, step, timeout=900):
+    """Block until metrics.jsonl has a training row for `step` (or the process ends)."""
+    deadline = time.monotonic() + timeout
+    metrics = out_dir / "metrics.jsonl"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if metrics.exists():
+            for line in metrics.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step") == step and "loss" in line:
+                        return True
+                except json.JSONDecodeError:
+                    pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no step {step} in {metrics}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_checkpoints_and_exits_zero_with_a_resume_line(tmp_path, tiny_model_dir, sig):
+    out = tmp_path / "run"
+    proc = start_run(out, "trainer.max_steps=50", "trainer.save_steps=1000")
+    assert wait_for_step(proc, out, 1), open(proc.log_path).read()[-3000:]
+    proc.send_signal(sig)
+    rc = proc.wait(timeout=900)
+    output = open(proc.log_path).read()
+    assert rc == 0, output[-3000:]
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints, output[-3000:]
+    last = checkpoints[-1]
+    assert 1 <= int(last.name.split("-")[1]) < 50
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors"):
+        assert (last / name).exists(), name
+    assert f"stopped by {sig.name} after a checkpoint; resume with the same command plus hydra.run.dir={out}" in output
