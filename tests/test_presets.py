@@ -1,7 +1,5 @@
 """Every recipe preset in conf/experiment composes and passes validation (SEEDS.md recipes)."""
 
-from pathlib import Path
-
 import pytest
 from omegaconf import open_dict
 
