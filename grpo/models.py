@@ -100,8 +100,11 @@ def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = Non
     }
     if peft_cfg is not None and peft_cfg.method == "qlora":
         kwargs["quantization_config"] = _bnb_config()
-    model_class = _text_model_class(path) if model_cfg.multimodal else AutoModelForCausalLM
-    model = model_class.from_pretrained(path, **kwargs)
+    # Multimodal checkpoints (Gemma 3 4B+, Gemma 4) load as their ...ForConditionalGeneration class; with
+    # transformers >= 5 its training forward needs no token_type_ids for text-only batches (trl #5032,
+    # #5807 were on 4.x), and the model's lora_target_modules regex keeps LoRA off the vision tower
+    # (tests/test_multimodal.py).
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.generation_config.eos_token_id = eos_token_ids(model_cfg, tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if adapter:
@@ -109,18 +112,6 @@ def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = Non
 
         model = PeftModel.from_pretrained(model, adapter)
     return model, tokenizer
-
-
-def _text_model_class(path: str):
-    """Multimodal Gemma checkpoints (Gemma 3 4B+, Gemma 4) load as their causal-LM class, whose forward
-    needs no `token_type_ids` in training (trl #5032, #5807); LoRA targets the language layers only."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    config = AutoConfig.from_pretrained(path)
-    if getattr(config, "text_config", None) is None:
-        return AutoModelForCausalLM
-    log.info("Multimodal checkpoint %s: training its language model only", path)
-    return AutoModelForImageTextToText
 
 
 def _bnb_config():

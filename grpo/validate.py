@@ -94,6 +94,13 @@ def check_model(cfg: DictConfig, cuda: bool) -> None:
         )
     if cfg.peft.method in GPU_ONLY_PEFT and find_spec("bitsandbytes") is None:
         raise ConfigError('peft=qlora needs bitsandbytes: pip install -e ".[qlora]"')
+    if cfg.peft.method != "full" and cfg.model.multimodal:
+        targets = cfg.peft.target_modules or cfg.model.lora_target_modules
+        if not isinstance(targets, str) or "language_model" not in targets:
+            raise ConfigError(
+                f"model={cfg.model.name} has a vision tower: LoRA targets must be a regex limited to the language "
+                "model, e.g. peft.target_modules='.*language_model.*\\.(q_proj|k_proj|v_proj|o_proj)'"
+            )
     if cfg.peft.method != "full":
         check_number(cfg.peft.r, "peft.r", minimum=1, integer=True)
         check_number(cfg.peft.lora_alpha, "peft.lora_alpha", minimum=0, exclusive=True)

@@ -362,18 +362,21 @@ def summarise(runs: list[dict]) -> dict:
     return summary
 
 
+RATIO_PAIRS = (("ours", "plain"), ("ours-nopatch", "plain"), ("plain-patched", "plain"), ("ours", "plain-patched"))
+
+
 def ratios(runs: list[dict], summary: dict) -> dict:
-    """ours / plain (medians), plus each alternation round's own ratio for the spread."""
+    """ours / plain (medians over runs), plus each alternation round's own ratio for the spread."""
+    by_round = {}
+    for r in runs:
+        by_round.setdefault(r["repeat"], {})[r["variant"]] = run_time(r)
     found = {}
-    for variant in ("ours", "ours-nopatch", "plain-patched"):
-        if variant not in summary or "plain" not in summary:
+    for variant, baseline in RATIO_PAIRS:
+        if variant not in summary or baseline not in summary:
             continue
-        by_round = {}
-        for r in runs:
-            by_round.setdefault(r["repeat"], {})[r["variant"]] = run_time(r)
-        paired = [times[variant] / times["plain"] for times in by_round.values() if variant in times and "plain" in times]
-        found[f"{variant}/plain"] = {
-            "median_ratio": summary[variant]["step_s"] / summary["plain"]["step_s"],
+        paired = [t[variant] / t[baseline] for t in by_round.values() if variant in t and baseline in t]
+        found[f"{variant}/{baseline}"] = {
+            "median_ratio": summary[variant]["step_s"] / summary[baseline]["step_s"],
             "per_round": paired,
             "min": min(paired),
             "max": max(paired),

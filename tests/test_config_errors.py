@@ -41,6 +41,7 @@ def test_valid_config_passes(tmp_path):
         ("model.dtype=float16", ["model.dtype", "float16"]),
         ("peft=qlora", ["peft=qlora", "CUDA"]),
         ("peft.r=0", ["peft.r"]),
+        ("model=gemma3-4b-it peft.target_modules=[q_proj,v_proj]", ["vision tower", "language_model"]),
         ("rollout=vllm_colocate", ["rollout=vllm_colocate", "rollout=hf"]),
         ("eval.every_n_steps=-1", ["eval.every_n_steps"]),
         ("+rewards.stack.bogus.weight=1", ["rewards.stack.bogus"]),
@@ -55,9 +56,9 @@ def test_valid_config_passes(tmp_path):
         ("trainer.temperature=hot", ["trainer.temperature", "number"]),
         ("trainer.num_iterations=0", ["trainer.num_iterations"]),
         ("peft.lora_alpha=0", ["peft.lora_alpha"]),
-        ("+guard.max_consecutive_nonfinite=0", ["guard.max_consecutive_nonfinite", ">= 1"]),
+        ("guard.max_consecutive_nonfinite=0", ["guard.max_consecutive_nonfinite", ">= 1"]),
         ("+guard.max_consecutive_nonfinit=3", ["guard.max_consecutive_nonfinit", "did you mean guard.max_consecutive_nonfinite"]),
-        ("+guard.zero_std_window=1.5", ["guard.zero_std_window", "integer"]),
+        ("guard.zero_std_window=1.5", ["guard.zero_std_window", "integer"]),
     ],
 )
 def test_bad_setting_names_the_field(tmp_path, override, fragments):
