@@ -24,7 +24,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.profile import apply_auto_profile
-from grpo.validate import ConfigError, check_model, check_number, check_output_dir
+from grpo.validate import ConfigError, check_eval, check_model, check_number, check_output_dir
 
 log = logging.getLogger("grpo.sft")
 
@@ -62,23 +62,7 @@ def validate_sft_config(cfg: DictConfig, cuda: bool | None = None, then_grpo: bo
     get_format(sft.format)
     check_model(cfg, cuda)
     check_sft_trainer(sft.trainer, cuda)
-    check_sft_eval(cfg)
-
-
-def check_sft_eval(cfg: DictConfig) -> None:
-    """The training eval block plus the evaluation CLI's (conf/eval.yaml: task, domains, per-domain blocks),
-    which the before/after evaluation of an SFT run reads."""
-    conf = Path(CONFIG_DIR)
-    allowed = set(OmegaConf.load(conf / "train.yaml").eval) | set(OmegaConf.load(conf / "eval.yaml").eval)
-    for key in cfg.eval:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f"; did you mean eval.{close[0]}?" if close else f" (allowed: {', '.join(sorted(allowed))})"
-            raise ConfigError(f"eval.{key} is not an eval setting{hint}")
-    check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
-    check_number(cfg.eval.batch_size, "eval.batch_size", minimum=1, integer=True)
-    if cfg.eval.get("max_new_tokens") is not None:
-        check_number(cfg.eval.max_new_tokens, "eval.max_new_tokens", minimum=1, integer=True)
+    check_eval(cfg)
 
 
 def check_sft_trainer(trainer: DictConfig, cuda: bool) -> None:
@@ -227,7 +211,7 @@ def _callbacks(cfg: DictConfig, output_dir: Path):
     callbacks = [metrics, GracefulStop()]
     evaluation = _in_training_eval(cfg, metrics)
     if evaluation is not None:
-        evaluation._data(full=False)  # load (and check) the evaluation data now, before the model
+        evaluation.prepare()  # load (and check) the evaluation data now, before the model
         callbacks.append(evaluation)
     return metrics, callbacks
 
