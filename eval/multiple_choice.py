@@ -105,9 +105,9 @@ def _hub_subject(opts: dict, subject: str) -> list[dict]:
     )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     if not offline:
-        from grpo.data_loading import _hub_reachable
+        from grpo.data_loading import hub_reachable
 
-        if not _hub_reachable():
+        if not hub_reachable():
             raise DatasetUnavailable(hint.format(why="the hub is not reachable from this machine"))
     try:
         from datasets import load_dataset

@@ -115,18 +115,18 @@ def _raw_rows(task_cfg, split: str):
         if split not in data_files:
             raise ValueError(f"task.data_files has no '{split}' entry; give {{train: ..., test: ...}}")
         path = Path(data_files[split])
-        return list(_read_jsonl(path)), str(path)
+        return list(read_jsonl(path)), str(path)
     hub_rows = _hub_rows(task_cfg, split)
     if hub_rows is not None:
         return hub_rows, task_cfg.hub_id
     shipped = resources.files("grpo") / "data" / task_cfg.name / f"{split}.jsonl.gz"
-    return list(_read_jsonl(Path(str(shipped)))), f"{task_cfg.name} (shipped copy)"
+    return list(read_jsonl(Path(str(shipped)))), f"{task_cfg.name} (shipped copy)"
 
 
 def _hub_rows(task_cfg, split: str):
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return None
-    if not _hub_reachable():
+    if not hub_reachable():
         return None
     try:
         from datasets import load_dataset
@@ -138,7 +138,7 @@ def _hub_rows(task_cfg, split: str):
         return None
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
+def hub_reachable(timeout_s: float = 3.0) -> bool:
     import socket
     from urllib.parse import urlparse
 
@@ -152,7 +152,7 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _read_jsonl(path: Path):
+def read_jsonl(path: Path):
     """Yield one object per line; an undecodable or non-JSON line yields None (counted by the caller)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:

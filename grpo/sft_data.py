@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import OmegaConf, open_dict
 
-from grpo.data_loading import DataReport, _hub_reachable, _read_jsonl, build_prompt, final_answer
+from grpo.data_loading import DataReport, hub_reachable, read_jsonl, build_prompt, final_answer
 from grpo.validate import ConfigError
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _local_rows(data_files) -> tuple[list, str]:
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"sft.data_files: {path} does not exist")
-        rows += list(_read_jsonl(Path(path)))
+        rows += list(read_jsonl(Path(path)))
     return rows, ", ".join(str(p) for p in paths)
 
 
@@ -210,7 +210,7 @@ def load_hub_rows(cfg) -> tuple[Iterable[Row], str]:
 def _hub_dataset_rows(sft, entry) -> list:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     why = "the Hub is offline here (HF_HUB_OFFLINE=1)" if offline else None
-    if not offline and not _hub_reachable():
+    if not offline and not hub_reachable():
         why = "the Hugging Face Hub is unreachable from this machine"
     if why is None or offline:  # offline mode may still find it in the local datasets cache
         try:
