@@ -36,6 +36,18 @@ class DataReport:
     def kept(self) -> int:
         return self.total - sum(self.dropped.values())
 
+    def keep_usable(self, raw_rows, convert) -> list[dict]:
+        """Convert each raw row with `convert(raw) -> (row, None) | (None, reason)`; count the rejects."""
+        rows = []
+        for raw in raw_rows:
+            self.total += 1
+            row, problem = convert(raw) if isinstance(raw, dict) else (None, "unreadable line")
+            if problem:
+                self.dropped[problem] += 1
+            else:
+                rows.append(row)
+        return rows
+
     def summary(self) -> str:
         line = f"{self.source} {self.split}: {self.total} rows, {self.kept} usable"
         if self.dropped:
@@ -73,23 +85,14 @@ def load_task_split(task_cfg, split: str):
 
     raw_rows, source = _raw_rows(task_cfg, split)
     report = DataReport(source=source, split=split)
-    rows = []
-    for raw in raw_rows:
-        report.total += 1
-        row, problem = _convert_row(task_cfg, raw)
-        if problem:
-            report.dropped[problem] += 1
-        else:
-            rows.append(row)
+    rows = report.keep_usable(raw_rows, lambda raw: _convert_row(task_cfg, raw))
     log.info("Data: %s", report.summary())
     if not rows:
         raise ValueError(f"task data: no usable rows in {report.summary()}; check task.data_files")
     return Dataset.from_list(rows), report
 
 
-def _convert_row(task_cfg, raw) -> tuple[dict | None, str | None]:
-    if not isinstance(raw, dict):
-        return None, "unreadable line"
+def _convert_row(task_cfg, raw: dict) -> tuple[dict | None, str | None]:
     question, solution = raw.get("question"), raw.get("answer")
     if not isinstance(question, str) or not isinstance(solution, str):
         return None, "missing question or answer"

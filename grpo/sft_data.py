@@ -78,16 +78,14 @@ def load_sft_dataset(cfg):
     convert = get_format(sft.format)
     raw_rows, source = get_loader(sft.loader)(cfg)
     report = DataReport(source=source, split="sft")
-    rows = []
-    for raw in raw_rows:
-        report.total += 1
-        row, problem = convert(raw, cfg) if isinstance(raw, dict) else (None, "unreadable line")
+
+    def convert_checked(raw: dict):
+        row, problem = convert(raw, cfg)
         if problem is None and not row["completion"][0]["content"].strip():
-            problem = "empty completion"
-        if problem:
-            report.dropped[problem] += 1
-        else:
-            rows.append(row)
+            return None, "empty completion"
+        return row, problem
+
+    rows = report.keep_usable(raw_rows, convert_checked)
     log.info("SFT data: %s", report.summary())
     if not rows:
         raise ConfigError(f"sft={sft.name}: no usable rows in {report.summary()}; check sft.data_files")

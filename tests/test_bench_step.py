@@ -22,7 +22,7 @@ def test_two_tiny_steps_print_and_write_the_breakdown(tmp_path, tiny_model_dir):
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    for fragment in ("summary (medians over runs):", "generation", "HF vs vLLM rollouts", "not run"):
+    for fragment in ("per run, per step (s):", "summary (medians over runs):", "HF vs vLLM rollouts", "not run"):
         assert fragment in result.stdout
     report = json.loads(out.read_text())
     (run,) = report["runs"]
