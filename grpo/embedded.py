@@ -6,7 +6,6 @@ user cache; every later run loads that directory in seconds. The conversion writ
 directory and renames it into place, so an interrupted conversion never leaves a half-written cache.
 """
 
-import json
 import logging
 import shutil
 import tempfile
@@ -17,8 +16,8 @@ from grpo.chat_template import GEMMA3_CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DIR_NAME = "gemma3-270m-embedded-v2"
-TOKENIZER_DIR_NAME = "gemma3-tokenizer-v2"
+EMBEDDED_DIR_NAME = "gemma3-270m-embedded-v3"
+TOKENIZER_DIR_NAME = "gemma3-tokenizer-v3"
 
 
 def embedded_model_dir() -> Path:
@@ -44,32 +43,11 @@ def _gguf_path() -> Path:
 
 
 def _save_tokenizer(directory: Path) -> None:
-    from transformers import AutoTokenizer
+    from grpo.gguf_tokenizer import build_gemma_tokenizer, mark_fast
 
-    tokenizer_dir = cache_dir() / TOKENIZER_DIR_NAME
-    if (tokenizer_dir / "tokenizer_config.json").exists():
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    else:
-        gguf = _gguf_path()
-        log.info("Converting the Gemma 3 tokenizer from the embedded GGUF (once; ~35 s)")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
-    tokenizer.save_pretrained(directory)
-    _load_as_fast_tokenizer(directory)
-
-
-def _load_as_fast_tokenizer(directory: Path) -> None:
-    """Mark the saved tokenizer as a plain fast tokenizer.
-
-    The GGUF conversion yields a Unigram tokenizer.json but labels it `GemmaTokenizer`; transformers 5
-    rebuilds that class as BPE without merges when loading, which splits every word, and even
-    `<start_of_turn>`, into single characters (prompts ~3x longer, text unlike what the model saw).
-    `PreTrainedTokenizerFast` loads tokenizer.json as it is (tests/test_tokenizer.py).
-    """
-    config_path = directory / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_path.write_text(json.dumps(config, indent=2))
+    log.info("Building the Gemma 3 tokenizer from the embedded GGUF (once; ~30 s)")
+    build_gemma_tokenizer(_gguf_path(), GEMMA3_CHAT_TEMPLATE).save_pretrained(directory)
+    mark_fast(directory)
 
 
 def _save_embedded_model(directory: Path) -> None:
