@@ -39,7 +39,11 @@ def resolve_model_path(model_cfg) -> str:
 def tiny_model_dir(shape: dict[str, Any]) -> Path:
     """A random-init Gemma 3 text model with the real tokenizer, saved once per shape so every run and
     every evaluation of an adapter sees exactly the same base weights."""
-    digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+    from grpo.embedded import TOKENIZER_DIR_NAME
+
+    # the tokenizer's version is part of the key: a tokenizer fix must not reuse a stale tiny model
+    key = json.dumps({**shape, "tokenizer": TOKENIZER_DIR_NAME}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     target = cache_dir() / f"tiny-gemma3-{digest}"
     if (target / "config.json").exists():
         return target

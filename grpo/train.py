@@ -86,19 +86,30 @@ def log_resolved(cfg: DictConfig, plan, cuda: bool, output_dir: Path) -> None:
 
 
 def last_checkpoint(resume: str, output_dir: Path) -> str | None:
-    """`auto`: the newest checkpoint in output_dir, if any; `never`; or an explicit checkpoint dir."""
+    """`auto`: the newest complete checkpoint in output_dir, if any; `never`; or an explicit checkpoint dir.
+
+    A run killed while saving leaves a checkpoint without trainer_state.json (transformers writes it
+    last); resuming from it would crash, so the newest complete one is taken instead.
+    """
     if resume == "never":
         return None
     if resume != "auto":
-        if not Path(resume).is_dir():
-            raise ConfigError(f"resume={resume}: no such checkpoint directory; use resume=auto or never")
+        if not (Path(resume) / "trainer_state.json").exists():
+            raise ConfigError(f"resume={resume}: not a complete checkpoint directory; use resume=auto or never")
         return resume
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    found = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if found:
-        log.info("Resuming from %s", found)
-    return found
+    candidates = sorted(
+        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for checkpoint in candidates:
+        if (checkpoint / "trainer_state.json").exists():
+            log.info("Resuming from %s", checkpoint)
+            return str(checkpoint)
+        log.warning("Skipping %s: incomplete (the run stopped while saving it)", checkpoint)
+    return None
 
 
 def start_tracking(cfg: DictConfig, output_dir: Path) -> list[str]:
