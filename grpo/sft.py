@@ -13,8 +13,6 @@ Order: validate, seed, data (hub datasets fail here, before any model loads), ev
 SFTTrainer, train, save adapter/, done. The run dir holds adapter/, metrics.jsonl, resolved_config.yaml.
 """
 
-import dataclasses
-import difflib
 import logging
 import sys
 import time
@@ -24,7 +22,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.profile import apply_auto_profile
-from grpo.validate import ConfigError, check_eval, check_model, check_number, check_output_dir
+from grpo.validate import (
+    ConfigError,
+    check_dataclass_fields,
+    check_eval,
+    check_model,
+    check_number,
+    check_output_dir,
+)
 
 log = logging.getLogger("grpo.sft")
 
@@ -68,12 +73,8 @@ def validate_sft_config(cfg: DictConfig, cuda: bool | None = None, then_grpo: bo
 def check_sft_trainer(trainer: DictConfig, cuda: bool) -> None:
     from trl import SFTConfig
 
-    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    check_dataclass_fields(trainer, SFTConfig, "sft.trainer")
     for key in trainer:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean sft.trainer.{close[0]}?" if close else " (see trl.SFTConfig for the fields)"
-            raise ConfigError(f"sft.trainer.{key} is not an SFTConfig field{hint}")
         if key in _SFT_KEYS_WE_SET:
             raise ConfigError(
                 f"sft.trainer.{key} is set by gemma-grpo (from output_dir, seed, model.dtype or the logger group)"

@@ -48,16 +48,22 @@ def check_number(value, field: str, *, minimum=None, exclusive=False, integer=Fa
         raise ConfigError(f"{field}={value!r} must be {relation} {minimum}")
 
 
+def check_dataclass_fields(block: DictConfig, config_class, prefix: str) -> None:
+    """Every key of `block` must be a field of `config_class` (TRL's GRPOConfig, SFTConfig, ...)."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {prefix}.{close[0]}?" if close else f" (see trl.{config_class.__name__} for the fields)"
+            raise ConfigError(f"{prefix}.{key} is not a {config_class.__name__} field{hint}")
+
+
 def check_trainer(cfg: DictConfig, cuda: bool) -> None:
     from trl import GRPOConfig
 
     trainer = cfg.trainer
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    check_dataclass_fields(trainer, GRPOConfig, "trainer")
     for key in trainer:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean trainer.{close[0]}?" if close else " (see trl.GRPOConfig for the fields)"
-            raise ConfigError(f"trainer.{key} is not a GRPOConfig field{hint}")
         if key in _TRAINER_KEYS_WE_SET:
             raise ConfigError(f"trainer.{key} is set by gemma-grpo; set the top-level `{key}` instead")
     check_number(trainer.learning_rate, "trainer.learning_rate", minimum=0, exclusive=True)
