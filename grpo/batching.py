@@ -80,7 +80,6 @@ def _smallest_accumulation(micro: int, num_generations: int, world_size: int) ->
 
 def _explain_invalid(plan: BatchPlan) -> str:
     group = plan.num_generations
-    per_step = plan.per_device_train_batch_size * plan.world_size
     valid_accumulation = _smallest_accumulation(plan.per_device_train_batch_size, group, plan.world_size)
     nearest_accumulation = valid_accumulation * max(1, round(plan.gradient_accumulation_steps / valid_accumulation))
     divisors = [m for m in range(1, 4 * group + 1) if (m * plan.world_size * plan.gradient_accumulation_steps) % group == 0]

@@ -12,8 +12,6 @@ def wandb_logged_in() -> bool:
     try:
         import netrc
 
-        from wandb.sdk.lib.apikey import api_key  # noqa: F401  (import only checks wandb is usable)
-
         hosts = netrc.netrc().hosts
         return any("wandb" in host for host in hosts)
     except Exception:

@@ -69,7 +69,6 @@ def realistic_completions(n: int, seed: int = 0) -> tuple[list, list[str]]:
             text = f"{work} So she ends with {shown} {rng.choice(ITEMS)}."
         elif style == 8:  # fractions and decimals
             q = rng.choice([2, 4, 5, 8])
-            gold_frac = f"{gold}/{q}"
             gold = gold / q
             text = f"<reasoning>\n{work}\n</reasoning>\n<answer>\n\\frac{{{shown}}}{{{q}}}\n</answer>"
             golds.append(repr(gold) if gold != int(gold) else str(int(gold)))
