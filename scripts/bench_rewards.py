@@ -73,7 +73,6 @@ def realistic_completions(n: int, seed: int = 0) -> tuple[list, list[str]]:
             text = f"<reasoning>\n{work}\n</reasoning>\n<answer>\n\\frac{{{shown}}}{{{q}}}\n</answer>"
             golds.append(repr(gold) if gold != int(gold) else str(int(gold)))
             completions.append([{"role": "assistant", "content": text}])
-            del gold_frac
             continue
         elif style == 9:  # conversational
             text = f"<reasoning>\n{work}\n</reasoning>\n<answer>\n**{shown}**\n</answer>"
