@@ -37,24 +37,22 @@ _LOADERS: dict[str, Callable] = {}
 _FORMATS: dict[str, Callable] = {}
 
 
-def register_loader(name: str):
+def _registrar(table: dict, kind: str, name: str):
     def decorator(fn):
-        if name in _LOADERS:
-            raise ValueError(f"SFT loader '{name}' is already registered")
-        _LOADERS[name] = fn
+        if name in table:
+            raise ValueError(f"SFT {kind} '{name}' is already registered")
+        table[name] = fn
         return fn
 
     return decorator
+
+
+def register_loader(name: str):
+    return _registrar(_LOADERS, "loader", name)
 
 
 def register_format(name: str):
-    def decorator(fn):
-        if name in _FORMATS:
-            raise ValueError(f"SFT format '{name}' is already registered")
-        _FORMATS[name] = fn
-        return fn
-
-    return decorator
+    return _registrar(_FORMATS, "format", name)
 
 
 def get_loader(name: str) -> Callable:
