@@ -30,8 +30,12 @@ ACCURACY_DROP = 0.02
 _SCORE_PREFIXES = ("accuracy", "f1", "macro_f1", "pass@", "maj@")
 
 
-def write_run_report(output_dir, cfg, in_training_eval=None, wall_time_s: float | None = None) -> Path:
-    """Write README.md, reward.png and eval_accuracy.png in output_dir; return the README's path."""
+def write_run_report(output_dir, cfg, in_training_eval=None, wall_time_s: float | None = None,
+                     data_source: str | None = None) -> Path:
+    """Write README.md, reward.png and eval_accuracy.png in output_dir; return the README's path.
+
+    `data_source`: where the training rows really came from (the data report's summary line); without
+    it the card names the configured source."""
     output_dir = Path(output_dir)
     rows = read_metrics(output_dir / "metrics.jsonl")
     evals = [r for r in rows if "eval/phase" in r]
@@ -43,7 +47,7 @@ def write_run_report(output_dir, cfg, in_training_eval=None, wall_time_s: float 
     for warning in warnings:
         log.warning(warning)
     path = output_dir / "README.md"
-    path.write_text(render_card(cfg, rows, evals, warnings, plots, wall_time_s))
+    path.write_text(render_card(cfg, rows, evals, warnings, plots, wall_time_s, data_source))
     log.info("Model card: %s", path)
     return path
 
@@ -102,7 +106,7 @@ def check_trends(rows: list[dict], evals: list[dict], task: str) -> list[str]:
 
 
 def render_card(cfg, rows: list[dict], evals: list[dict], warnings: list[str], plots: list[Path],
-                wall_time_s: float | None) -> str:
+                wall_time_s: float | None, data_source: str | None = None) -> str:
     model = cfg.model
     base = model.hub_id or f"{model.name} ({model.source})"
     steps = max((r.get("step", 0) for r in rows), default=0)
@@ -123,7 +127,7 @@ def render_card(cfg, rows: list[dict], evals: list[dict], warnings: list[str], p
     lines += ["## Results", "", *_results_table(evals), ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots] + [""]
     lines += ["## Training", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in _training_facts(cfg, base, steps, wall_time_s)]
+    lines += [f"| {k} | {v} |" for k, v in _training_facts(cfg, base, steps, wall_time_s, data_source)]
     lines += ["", "### Reward stack", "", "| reward | weight | params |", "|---|---|---|"]
     lines += _reward_rows(cfg)
     lines += ["", "### Hyperparameters", "", "```yaml", OmegaConf.to_yaml(_hyperparameters(cfg)).rstrip(), "```", ""]
@@ -148,7 +152,8 @@ def _results_table(evals: list[dict]) -> list[str]:
     return table
 
 
-def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None) -> list[tuple[str, str]]:
+def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None,
+                    data_source: str | None) -> list[tuple[str, str]]:
     peft = cfg.peft
     if peft.method == "full":
         adapter = "full fine-tune (every weight)"
@@ -157,7 +162,9 @@ def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None) -> li
         targets = ", ".join(targets) if OmegaConf.is_list(targets) else targets
         adapter = f"{peft.method}: r={peft.r}, alpha={peft.lora_alpha}, dropout={peft.lora_dropout}, targets {targets}"
     task = cfg.task
-    data = task.get("data_files") or f"{task.get('hub_id')} ({task.get('hub_config')}), split {task.get('train_split')}"
+    data = data_source or task.get("data_files") or (
+        f"{task.get('hub_id')} ({task.get('hub_config')}), split {task.get('train_split')}"
+    )
     return [
         ("base model", base),
         ("method", f"GRPO (TRL), loss {cfg.trainer.get('loss_type')}, beta {cfg.trainer.get('beta')}, "

@@ -43,7 +43,7 @@ def run_training(cfg: DictConfig) -> Path:
 
     from grpo.data_loading import load_task_split
 
-    train_dataset, _ = load_task_split(cfg.task, "train")
+    train_dataset, data_report = load_task_split(cfg.task, "train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
@@ -55,7 +55,7 @@ def run_training(cfg: DictConfig) -> Path:
         stop.uninstall()
     trainer.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir)
-    summarise(cfg, trainer, output_dir, time.time() - started, stop.requested)
+    summarise(cfg, trainer, output_dir, time.time() - started, stop.requested, data_report.summary())
     from grpo.tracking import finish_wandb
 
     finish_wandb()
@@ -241,12 +241,13 @@ def save_final(trainer, output_dir: Path) -> None:
     trainer.processing_class.save_pretrained(str(final))
 
 
-def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None) -> None:
+def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None,
+              data_source: str | None = None) -> None:
     """Model card and plots in output_dir, then the console summary."""
     from eval.card import write_run_report
     from grpo.summary import print_summary
 
-    write_run_report(output_dir, cfg, trainer.in_training_eval, wall_time_s)
+    write_run_report(output_dir, cfg, trainer.in_training_eval, wall_time_s, data_source)
     print_summary(cfg, trainer, output_dir, wall_time_s, stopped_by)
 
 

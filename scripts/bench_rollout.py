@@ -1,7 +1,7 @@
 """Rollout throughput: transformers generate vs vLLM, tokens per second, on this machine.
 
     python scripts/bench_rollout.py [--batch-sizes 4 16 64] [--new-tokens 64] [--vllm-dtype float32]
-                                    [--backends hf vllm] [--json out.json]
+                                    [--backends hf vllm] [--hf-attention eager sdpa] [--json out.json]
 
 The embedded Gemma 3 270M (model=gemma3-270m) generates `--new-tokens` tokens for each of N copies of
 a GSM8K-style chat prompt, sampled at temperature 1 with EOS ignored, so every sequence is exactly
@@ -13,6 +13,7 @@ Needs vLLM only for the vllm backend (`make test-vllm` builds an environment wit
 """
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -40,13 +41,14 @@ def load_model_config():
     return OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "model" / "gemma3-270m.yaml")
 
 
-def bench_hf(model_cfg, batch_sizes, new_tokens) -> dict:
+def bench_hf(model_cfg, batch_sizes, new_tokens, attention: str) -> dict:
     import torch
+    from omegaconf import OmegaConf
 
     from grpo.models import load_model_and_tokenizer
 
     started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(model_cfg)
+    model, tokenizer = load_model_and_tokenizer(OmegaConf.merge(model_cfg, {"attn_implementation": attention}))
     model.eval()
     load_s = time.perf_counter() - started
     text = tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
@@ -68,7 +70,8 @@ def bench_hf(model_cfg, batch_sizes, new_tokens) -> dict:
         return (out.shape[1] - inputs.shape[1]) * batch
 
     run(4)
-    return {"backend": "hf", "dtype": str(model.dtype), "start_s": round(load_s, 1), **_timed(run, batch_sizes)}
+    return {"backend": "hf", "attention": attention, "dtype": str(model.dtype), "start_s": round(load_s, 1),
+            **_timed(run, batch_sizes)}
 
 
 def bench_vllm(model_cfg, batch_sizes, new_tokens, dtype) -> dict:
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--vllm-dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--backends", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"])
+    parser.add_argument("--hf-attention", nargs="+", default=["eager", "sdpa"], choices=["eager", "sdpa"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -124,7 +128,9 @@ def main() -> None:
                "new_tokens": args.new_tokens, "backends": []}
     for backend in args.backends:
         if backend == "hf":
-            results["backends"].append(bench_hf(model_cfg, args.batch_sizes, args.new_tokens))
+            for attention in args.hf_attention:
+                results["backends"].append(bench_hf(model_cfg, args.batch_sizes, args.new_tokens, attention))
+                gc.collect()  # one model in memory at a time
         else:
             results["backends"].append(bench_vllm(model_cfg, args.batch_sizes, args.new_tokens, args.vllm_dtype))
     results["machine"]["load_avg_at_end"] = os.getloadavg()

@@ -68,3 +68,11 @@ def test_card_without_evaluations_says_so(tmp_path, cfg):
     readme = write_run_report(tmp_path, cfg, None).read_text()
     assert "No before/after evaluation was recorded" in readme
     assert (tmp_path / "reward.png").exists()
+
+
+def test_card_names_the_data_the_run_really_used(tmp_path, cfg):
+    write_metrics(tmp_path / "metrics.jsonl", FLAT, before=0.5, after=0.5)
+    shipped = "gsm8k (shipped copy) train: 7473 rows, 7473 usable"
+    readme = write_run_report(tmp_path, cfg, None, data_source=shipped).read_text()
+    assert f"| training data | {shipped} |" in readme
+    assert "openai/gsm8k" not in readme.split("## Training")[1].split("### Reward stack")[0]
