@@ -3,7 +3,7 @@
     python scripts/bench_rollout.py [--batch-sizes 4 16 64] [--new-tokens 64] [--vllm-dtype float32]
                                     [--backends hf vllm] [--hf-attention eager sdpa] [--json out.json]
 
-The embedded Gemma 3 270M (model=gemma3-270m) generates `--new-tokens` tokens for each of N copies of
+The embedded Gemma 3 270M (`--model gemma3-270m`, the default) generates `--new-tokens` tokens for each of N copies of
 a GSM8K-style chat prompt, sampled at temperature 1 with EOS ignored, so every sequence is exactly
 `--new-tokens` long and both backends do the same work. The HF model runs in float32 on CPU as training
 loads it; vLLM in `--vllm-dtype` with VLLM_CPU_KVCACHE_SPACE (default 2 GiB). Engine start (vLLM) and
@@ -35,10 +35,10 @@ PROMPT = [
 ]
 
 
-def load_model_config():
+def load_model_config(name: str):
     from omegaconf import OmegaConf
 
-    return OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "model" / "gemma3-270m.yaml")
+    return OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "model" / f"{name}.yaml")
 
 
 def bench_hf(model_cfg, batch_sizes, new_tokens, attention: str) -> dict:
@@ -111,6 +111,7 @@ def _timed(run, batch_sizes) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="gemma3-270m", help="a conf/model/ name (tiny: a smoke run)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--vllm-dtype", default="float32", choices=["float32", "bfloat16"])
@@ -122,8 +123,8 @@ def main() -> None:
 
     import torch
 
-    model_cfg = load_model_config()
-    results = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    model_cfg = load_model_config(args.model)
+    results = {"model": args.model, "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "load_avg_at_start": os.getloadavg(), "processor": platform.processor()},
                "new_tokens": args.new_tokens, "backends": []}
     for backend in args.backends:
