@@ -40,6 +40,19 @@ def build_guards(cfg) -> list:
     ]
 
 
+def run_guards_first(trainer, guards) -> None:
+    """Move the guards to the head of the trainer's callbacks.
+
+    Their `on_log` adds SKIPPED_METRIC to the logs; the reporting callbacks (W&B, TensorBoard), which
+    `report_to` puts ahead of every callback passed to the trainer, must see it already there.
+    """
+    callbacks = trainer.callback_handler.callbacks
+    for guard in reversed(guards):
+        if guard in callbacks:
+            callbacks.remove(guard)
+        callbacks.insert(0, guard)
+
+
 def grads_are_finite(model) -> bool:
     import torch
 

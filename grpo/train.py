@@ -198,7 +198,7 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
 def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
     from trl import GRPOTrainer
 
-    from grpo.guards import build_guards
+    from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
     from grpo.trl_patches import score_only_completion_tokens_on_cpu
@@ -207,9 +207,9 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
     graceful_stop = GracefulStop()
-    guards = build_guards(cfg)  # before `metrics`, so their additions to the logs reach metrics.jsonl
+    guards = build_guards(cfg)
     evaluation = in_training_eval(cfg, metrics)
-    callbacks = [*guards, metrics, graceful_stop, *evaluation]
+    callbacks = [metrics, graceful_stop, *evaluation]
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -219,6 +219,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
         peft_config=peft_config(cfg),
         callbacks=callbacks,
     )
+    run_guards_first(trainer, guards)  # their additions to the logs reach W&B and metrics.jsonl
     trainer.metrics_log = metrics
     trainer.graceful_stop = graceful_stop
     trainer.in_training_eval = evaluation[0] if evaluation else None

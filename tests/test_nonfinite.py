@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from grpo.guards import SKIPPED_METRIC, NonFiniteGuard, TrainingHalted, guard_settings
+from grpo.guards import SKIPPED_METRIC, NonFiniteGuard, TrainingHalted, guard_settings, run_guards_first
 
 
 class Linear(torch.nn.Module):
@@ -60,14 +60,17 @@ def _train(tmp_path, poison_steps, guard, max_steps=6):
     torch.manual_seed(0)
     snapshot = Snapshot()
     callbacks = [PoisonGrads(poison_steps), *([guard] if guard else []), snapshot]
-    args = TrainingArguments(
+    trainer = Trainer(model=Linear(), args=_args(tmp_path, max_steps), train_dataset=Rows(), callbacks=callbacks)
+    trainer.train()
+    return trainer, snapshot
+
+
+def _args(tmp_path, max_steps):
+    return TrainingArguments(
         output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4, learning_rate=0.1,
         logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
         max_grad_norm=1.0, logging_nan_inf_filter=False,
     )
-    trainer = Trainer(model=Linear(), args=args, train_dataset=Rows(), callbacks=callbacks)
-    trainer.train()
-    return trainer, snapshot
 
 
 def _all_finite(weights):
@@ -85,6 +88,17 @@ def test_nan_update_is_skipped_and_counted(tmp_path):
     assert trainer.state.global_step == 6 and guard.halted is None
     counts = [row[SKIPPED_METRIC] for row in snapshot.logs if "loss" in row]
     assert counts == [0, 0, 1, 1, 1, 1]
+
+
+def test_reporters_ahead_of_the_guard_see_the_skip_count(tmp_path):
+    """`report_to` puts W&B's callback ahead of ours; run_guards_first moves the guard ahead of it."""
+    torch.manual_seed(0)
+    reporter, guard = Snapshot(), NonFiniteGuard(max_consecutive=3)
+    trainer = Trainer(model=Linear(), args=_args(tmp_path, 4), train_dataset=Rows(), callbacks=[reporter, guard])
+    run_guards_first(trainer, [guard])
+    trainer.callback_handler.callbacks.insert(0, PoisonGrads({3}))  # test-only, ahead of everything
+    trainer.train()
+    assert [row.get(SKIPPED_METRIC) for row in reporter.logs if "loss" in row] == [0, 0, 1, 1]
 
 
 def test_without_the_guard_a_nan_update_corrupts_the_weights(tmp_path):
