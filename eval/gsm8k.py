@@ -7,6 +7,7 @@ because harnesses disagree by up to ~30 points on one model when they extract di
 the rewards' own functions: "correct" means the same thing in training and in evaluation.
 """
 
+from rewards.builtin import structure_score
 from rewards.extract import answers_match, extract_answer
 
 from eval.metrics import majority_vote, pass_at_k
@@ -42,7 +43,7 @@ def score_gsm8k(
         [row["prompt"] for row in rows], max_new_tokens, num_samples=num_samples, temperature=temperature, stop=stop
     )
     counts = {"strict": 0, "flexible": 0}
-    formatted = 0
+    formatted = structured = 0
     pass_sums = {(k, mode): 0.0 for k in ks for mode in counts}
     maj_counts = {(k, mode): 0 for k in ks for mode in counts}
     samples = []
@@ -50,6 +51,7 @@ def score_gsm8k(
         gold = row["answer"]
         graded = {mode: [_grade(text, gold, tag, mode == "strict") for text in texts] for mode in counts}
         formatted += sum(value is not None for value, _ in graded["strict"])
+        structured += sum(structure_score(text, "reasoning", tag) == 1.0 for text in texts)
         for mode, grades in graded.items():
             correct = sum(ok for _, ok in grades)
             counts[mode] += correct
@@ -66,6 +68,8 @@ def score_gsm8k(
         "accuracy_flexible": counts["flexible"] / total if total else 0.0,
         # the share of completions a strict grader can read at all: a number inside the answer tag
         "format_rate": formatted / total if total else 0.0,
+        # the whole trained format: <reasoning> then <answer>, each once, nothing after (the structure reward's 1.0)
+        "structure_rate": structured / total if total else 0.0,
         "n": n,
         "num_samples": num_samples,
         "correct_strict": counts["strict"],

@@ -54,6 +54,16 @@ def test_format_rate_counts_completions_with_a_tagged_number():
     tagged = {"Q1", "Q2", "Q3"}
     metrics = score(lambda q: formatted("999") if q in tagged else "<answer>no idea</answer>")
     assert metrics["format_rate"] == 0.75
+    assert metrics["structure_rate"] == 0.75
+
+
+def test_structure_rate_counts_reasoning_then_answer():
+    def reply(q):
+        # an answer tag alone (what base models often copy) is not the reasoning-then-answer format
+        return formatted(QUESTIONS[q]) if q in {"Q1", "Q2"} else f"<answer>\n{QUESTIONS[q]}\n</answer>"
+
+    metrics = score(reply)
+    assert metrics["structure_rate"] == 0.5 and metrics["format_rate"] == 1.0
 
 
 def test_answer_in_other_costume_matches_gold():
