@@ -4,7 +4,7 @@
 
 A GRPO step on CPU generates with transformers generate(): one prefill of the (left-padded) prompts,
 repeated num_generations times, then one cached forward per new token. This times both pieces for the
-model as profile=cpu loads it (embedded Gemma 3 270M, fp32, eager attention) on a real GSM8K prompt of
+model as profile=cpu loads it (embedded Gemma 3 270M, fp32; eager attention as the baseline) on a real GSM8K prompt of
 the task as our tokenizer encodes it, and changes one knob at a time:
 
   threads       torch.set_num_threads 1 vs 2
