@@ -51,7 +51,7 @@ def score_gsm8k(
         gold = row["answer"]
         graded = {mode: [_grade(text, gold, tag, mode == "strict") for text in texts] for mode in counts}
         formatted += sum(value is not None for value, _ in graded["strict"])
-        structured += sum(structure_score(text, "reasoning", tag) == 1.0 for text in texts)
+        structured += sum(structure_score(text, answer_tag=tag) == 1.0 for text in texts)
         for mode, grades in graded.items():
             correct = sum(ok for _, ok in grades)
             counts[mode] += correct

@@ -22,7 +22,6 @@ def logits_and_grads(tiny_model_dir, attention: str, batch):
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attention)
     logits = model(**batch).logits
     real = batch["attention_mask"].bool()
