@@ -17,15 +17,7 @@ from pathlib import Path
 from rewards.extract import extract_choice
 
 from eval.metrics import macro_f1
-from eval.suite import (
-    DatasetUnavailable,
-    EvalResult,
-    eval_seed,
-    fixed_subset,
-    register,
-    settings,
-    stop_strings,
-)
+from eval.suite import DatasetUnavailable, EvalResult, eval_seed, fixed_subset, register, settings
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +36,27 @@ DEFAULTS = {
 }
 
 
-def score_choices(rows: list[dict], generator, *, name: str, max_new_tokens: int, tag: str = "answer",
-                  stop: list[str] | None = None) -> EvalResult:
+def score_choices(rows: list[dict], generator, *, name: str, labels: list[str] | None, max_new_tokens: int,
+                  tag: str = "answer", stop: list[str] | None = None) -> EvalResult:
     """Accuracy (and macro F1 over the labels) of one greedy answer per row.
 
-    Each row: `prompt` (chat messages), `labels` (allowed answers), `gold` (one of them). An answer that
-    cannot be read, or names several labels, is wrong and counted as `unparsed`.
+    Each row: `prompt` (chat messages) and `answer`, one of the allowed answers: `labels`, or the row's own
+    `labels` (multiple choice with a varying number of options). An answer that cannot be read, or names
+    several labels, is wrong and counted as `unparsed`.
     """
     completions = generator.generate([row["prompt"] for row in rows], max_new_tokens, stop=stop)
     predicted, samples = [], []
     for row, texts in zip(rows, completions, strict=True):
-        choice = extract_choice(texts[0], list(row["labels"]), tag=tag)
+        choice = extract_choice(texts[0], list(row.get("labels") or labels), tag=tag)
         predicted.append(choice)
         samples.append({"task": name, "prompt": row["prompt"], "completion": texts[0], "extracted": choice,
-                        "gold": row["gold"], "correct": choice == row["gold"]})
+                        "gold": row["answer"], "correct": choice == row["answer"]})
     n = len(rows)
     correct = sum(s["correct"] for s in samples)
-    labels = sorted({label for row in rows for label in row["labels"]})
     metrics = {
         "accuracy": correct / n if n else 0.0,
-        "macro_f1": macro_f1(predicted, [row["gold"] for row in rows], labels),
+        "macro_f1": macro_f1(predicted, [row["answer"] for row in rows],
+                             sorted(labels or {label for row in rows for label in row["labels"]})),
         "n": n,
         "correct": correct,
         "unparsed": sum(p is None for p in predicted),
@@ -83,7 +76,7 @@ def to_row(raw: dict, system_prompt: str) -> dict:
     return {
         "prompt": build_prompt(raw["question"], choices, system_prompt),
         "labels": list(LETTERS[: len(choices)]),
-        "gold": gold,
+        "answer": gold,
         "subject": raw.get("subject"),
     }
 
@@ -105,7 +98,7 @@ def _hub_subject(opts: dict, subject: str) -> list[dict]:
     )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     if not offline:
-        from grpo.data_loading import hub_reachable
+        from tasks.data import hub_reachable
 
         if not hub_reachable():
             raise DatasetUnavailable(hint.format(why="the hub is not reachable from this machine"))
@@ -138,8 +131,8 @@ def load(cfg, limit: int | None) -> list[dict]:
 
 def score(rows: list[dict], generator, cfg) -> EvalResult:
     opts = settings(cfg, "mmlu", DEFAULTS)
-    return score_choices(rows, generator, name="mmlu", max_new_tokens=opts["max_new_tokens"],
-                         stop=stop_strings(cfg))
+    return score_choices(rows, generator, name="mmlu", labels=None, max_new_tokens=opts["max_new_tokens"],
+                         stop=["</answer>"])
 
 
 register("mmlu", load, score)

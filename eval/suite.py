@@ -48,27 +48,74 @@ def register(name: str, load, score) -> Evaluator:
 
 
 def get_evaluator(name: str) -> Evaluator:
+    """A held-out domain by name: a registered evaluator (mmlu, verdict), else a task of conf/task/."""
     _import_builtin_evaluators()
-    if name not in _EVALUATORS:
-        raise ValueError(f"no evaluator named '{name}'; available: {', '.join(sorted(_EVALUATORS))}")
-    return _EVALUATORS[name]
+    if name in _EVALUATORS:
+        return _EVALUATORS[name]
+    from tasks import ConfigError, load_task_file, task_names
+
+    try:
+        task_cfg = load_task_file(name)
+    except ConfigError:
+        known = sorted({*_EVALUATORS, *task_names()})
+        raise ValueError(f"no evaluator named '{name}'; available: {', '.join(known)}") from None
+    return task_evaluator(task_cfg, domain=True)
 
 
 def _import_builtin_evaluators() -> None:
     """Importing a module registers its evaluator (one place lists them, no if/elif over names)."""
-    import eval.gsm8k  # noqa: F401
     import eval.multiple_choice  # noqa: F401
-    import eval.pubmedqa  # noqa: F401
     import eval.verdict  # noqa: F401
 
 
 def selected_evaluators(cfg) -> list[Evaluator]:
     """The task's evaluator (unless `eval.task=false`), then each of `eval.domains`, in order."""
-    names = [cfg.task.name] if cfg.eval.get("task", True) else []
-    names += [str(d) for d in (cfg.eval.get("domains") or [])]
-    if not names:
+    evaluators = [task_evaluator(cfg.task)] if cfg.eval.get("task", True) else []
+    evaluators += [get_evaluator(str(d)) for d in (cfg.eval.get("domains") or [])]
+    if not evaluators:
         raise ValueError("nothing to evaluate: eval.task=false and eval.domains is empty")
-    return [get_evaluator(name) for name in names]
+    return evaluators
+
+
+def task_evaluator(task_cfg, domain: bool = False) -> Evaluator:
+    """Evaluate a task on the fixed subset of its test split, scored by the task itself.
+
+    `domain`: a held-out domain (eval.domains) rather than the trained task: `eval.<name>` may override its
+    task fields, and its `max_new_tokens` replaces the run's budget."""
+    from omegaconf import OmegaConf
+
+    from tasks import build_task
+
+    name = str(task_cfg.name)
+
+    def task(cfg):
+        if not domain or cfg is None or cfg.eval.get(name) is None:
+            return build_task(task_cfg)
+        merged = OmegaConf.merge(task_cfg, cfg.eval[name])
+        return build_task(merged)
+
+    def load(cfg, limit):
+        rows, _ = task(cfg).load_split("test")
+        return [rows[i] for i in fixed_subset(len(rows), limit, eval_seed(cfg))]
+
+    def score(rows, generator, cfg):
+        from eval.answers import score_answers
+        from eval.multiple_choice import score_choices
+
+        built = task(cfg)
+        max_new_tokens = (built.max_new_tokens if domain else None) or cfg.eval.max_new_tokens \
+            or cfg.trainer.max_completion_length
+        stop = built.stop or None
+        if built.evaluator == "choices":
+            return score_choices(rows, generator, name=built.name, labels=built.labels, tag=built.answer_tag,
+                                 max_new_tokens=max_new_tokens, stop=stop)
+        ks = cfg.eval.get("ks")
+        return score_answers(
+            built, rows, generator, max_new_tokens=max_new_tokens, num_samples=int(cfg.eval.get("num_samples", 1)),
+            temperature=float(cfg.eval.get("temperature", 0.0)), ks=list(ks) if ks else None, stop=stop,
+        )
+
+    return Evaluator(name, load, score)
 
 
 def fixed_subset(n_rows: int, limit: int | None, seed: int) -> list[int]:
@@ -91,15 +138,6 @@ def settings(cfg, name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-DEFAULT_STOP = ("</answer>",)
-
-
-def stop_strings(cfg) -> list[str] | None:
-    """`eval.stop` (conf/eval.yaml), else stop at `</answer>`: every evaluator here reads its answer from
-    that tag, and on a CPU the tokens after it are most of the cost. An empty list: no stop strings."""
-    stops = cfg.eval.get("stop", list(DEFAULT_STOP))
-    return [str(s) for s in stops] if stops else None
-
-
 def eval_seed(cfg) -> int:
-    return int(cfg.eval.get("seed") or cfg.seed)
+    seed = cfg.eval.get("seed")
+    return int(cfg.seed if seed is None else seed)

@@ -5,28 +5,27 @@ Every row becomes `{"prompt": [messages...], "completion": [{"role": "assistant"
 stage uses and, with `completion_only_loss`, trains on the completion tokens only.
 
 Two small registries, chosen by name in conf/sft/<domain>.yaml:
-- `sft.loader`: where raw rows come from (`task`: the GRPO task's train split; `pubmedqa`: the copy
-  shipped in eval/data; `hub`: datasets on the Hugging Face Hub by name). `sft.data_files` (local
-  JSON-lines) replaces any loader's source.
-- `sft.format`: one raw row -> (prompt, completion), or the reason it is unusable.
+- `sft.loader`: where raw rows come from (`task`: a task's train split, its prompts built by the task;
+  `hub`: datasets on the Hugging Face Hub by name). `sft.data_files` (local JSON-lines) replaces any
+  loader's source.
+- `sft.format`: one raw row -> (prompt, completion), or the reason it is unusable. `task`: the task's
+  own completion (`Task.sft_completion`), in the answer format its rewards and evaluation read.
 
 Hub datasets we cannot ship fail early, before any model is loaded, with a message naming the dataset
 and the `sft.data_files` columns to provide instead.
 """
 
-import functools
 import logging
 import os
 import random
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
-from grpo.data_loading import DataReport, hub_reachable, read_jsonl, build_prompt, final_answer
-from grpo.validate import ConfigError
+from tasks import ConfigError, DataReport, build_task, load_task_file
+from tasks.data import hub_reachable, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def assistant(content: str) -> list[dict]:
 
 
 def tagged(reasoning: str, answer: str) -> str:
-    """The format every GSM8K reward and evaluator checks: reasoning, then the answer alone in its tag."""
+    """Reasoning, then the answer alone in its tag (the hub domains' completions; tasks format their own)."""
     return f"<reasoning>\n{reasoning.strip()}\n</reasoning>\n<answer>\n{answer.strip()}\n</answer>"
 
 
@@ -142,47 +141,44 @@ def _local_rows(data_files) -> tuple[list, str]:
 
 
 def sft_task_cfg(cfg):
-    """The GRPO task the SFT prompts are built for: `+task=...` when given, else conf/task/<sft.task>.yaml,
-    so `python -m grpo.sft sft=gsm8k_cot` and the chained run build the very same prompts."""
+    """The task the SFT prompts are built for: `+task=...` when given, else conf/task/<sft.task>.yaml, so
+    `python -m grpo.sft sft=gsm8k_cot` and the chained run build the very same prompts."""
     if "task" in cfg and cfg.task is not None:
-        if cfg.task.name != cfg.sft.task:
-            raise ConfigError(f"sft={cfg.sft.name} writes {cfg.sft.task} solutions but +task={cfg.task.name}")
+        if cfg.sft.get("task") and cfg.task.name != cfg.sft.task:
+            raise ConfigError(f"sft={cfg.sft.name} teaches task {cfg.sft.task} but +task={cfg.task.name}")
         return cfg.task
-    return _task_file_cfg(cfg.sft.task)
+    if not cfg.sft.get("task"):
+        raise ConfigError(f"sft={cfg.sft.name} reads a task's data: add +task=<name>")
+    return load_task_file(cfg.sft.task)
 
 
-@functools.cache
-def _task_file_cfg(name: str):
-    path = Path(__file__).resolve().parent.parent / "conf" / "task" / f"{name}.yaml"
-    return OmegaConf.load(path).task
-
-
-@register_loader("task")
-def load_task_rows(cfg) -> tuple[Iterable[Row], str]:
-    """The task's train split (hub, else shipped copy) as raw {question, answer} rows; `sft.data_files`
-    replaces it. Rows the task loader rejects are counted in its own report (logged)."""
-    from grpo.data_loading import load_task_split
-
+def sft_task(cfg):
+    """The task of `sft_task_cfg`, its train split replaced by `sft.data_files` when given."""
     task_cfg = sft_task_cfg(cfg).copy()
     if cfg.sft.get("data_files"):
         with open_dict(task_cfg):
             task_cfg.data_files = {"train": str(cfg.sft.data_files)}
-    dataset, report = load_task_split(task_cfg, "train")
-    rows = ({"question": r["question"], "answer": r["solution"]} for r in dataset)
-    return rows, report.source
+    return build_task(task_cfg)
 
 
-@register_loader("pubmedqa")
-def load_pubmedqa_rows(cfg) -> tuple[Iterable[Row], str]:
-    """The expert-labelled PubMedQA questions shipped with the eval package, minus its 500-question test
-    set (held out for eval.domains=[pubmedqa]); `sft.data_files` replaces them."""
-    if cfg.sft.get("data_files"):
-        return _local_rows(cfg.sft.data_files)
-    from eval.pubmedqa import load_pubmedqa
+@register_loader("task")
+def load_task_rows(cfg) -> tuple[Iterable[Row], str]:
+    """The task's train split (`sft.data_files` replaces it), each raw row already converted by the task:
+    `{"converted": (prompt/completion row, None) | (None, reason)}`, so the SFT report counts the rows the
+    task cannot read too. Pair it with `sft.format=task`."""
+    task = sft_task(cfg)
+    raw_rows, source = task.raw_rows("train")
 
-    test_ids = {row["id"] for row in load_pubmedqa("test")}
-    rows = [row for row in load_pubmedqa("all") if row["id"] not in test_ids]
-    return rows, "PubMedQA expert-labelled, non-test (shipped copy)"
+    def convert(raw):
+        row, problem = task.to_row(raw) if isinstance(raw, dict) else (None, "unreadable line")
+        if problem:
+            return None, problem
+        completion = task.sft_completion(row)
+        if completion is None:
+            return None, "no worked solution"
+        return {"prompt": row["prompt"], "completion": assistant(completion)}, None
+
+    return ({"converted": convert(raw)} for raw in raw_rows), source
 
 
 @register_loader("hub")
@@ -225,54 +221,12 @@ def _hub_dataset_rows(sft, entry) -> list:
 
 
 # -- formats ---------------------------------------------------------------------------------------
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
-
-
-def gsm8k_cot_completion(solution: str) -> str | None:
-    """A GSM8K reference solution in the rewards' format: the steps (calculator annotations `<<48/2=24>>`
-    removed) inside <reasoning>, the number after `####` (commas removed) alone inside <answer>."""
-    answer = final_answer(solution)
-    if answer is None:
-        return None
-    lines = solution.strip().splitlines()[:-1]
-    steps = [re.sub(r"[ \t]{2,}", " ", _CALCULATOR.sub("", line)).strip() for line in lines]
-    steps = [step for step in steps if step]
-    if not steps:
-        return None
-    return tagged("\n".join(steps), answer)
-
-
-@register_format("gsm8k_cot")
-def convert_gsm8k(raw: Row, cfg) -> Converted:
-    question, solution = _text(raw, "question"), _text(raw, "answer")
-    if question is None or solution is None:
-        return None, "missing question or answer"
-    completion = gsm8k_cot_completion(solution)
-    if completion is None:
-        return None, "no steps or no numeric final answer"
-    return {"prompt": build_prompt(sft_task_cfg(cfg), question), "completion": assistant(completion)}, None
-
-
-PUBMEDQA_LABELS = ("yes", "no", "maybe")
-
-
-@register_format("pubmedqa")
-def convert_pubmedqa(raw: Row, cfg) -> Converted:
-    """question + contexts -> <reasoning>long answer</reasoning><answer>yes|no|maybe</answer>; the user turn
-    is the eval's (eval.pubmedqa.build_prompt), so SFT teaches the prompt the evaluation asks."""
-    from eval.pubmedqa import build_prompt as pubmedqa_prompt
-
-    question, long_answer = _text(raw, "question", "QUESTION"), _text(raw, "long_answer", "LONG_ANSWER")
-    label = _text(raw, "label", "final_decision")
-    contexts = raw.get("contexts", raw.get("CONTEXTS"))
-    if isinstance(contexts, str):
-        contexts = [contexts]
-    if question is None or long_answer is None or not contexts:
-        return None, "missing question, contexts or long_answer"
-    if label is None or label.lower() not in PUBMEDQA_LABELS:
-        return None, "decision not yes/no/maybe"
-    prompt = pubmedqa_prompt({"question": question, "contexts": contexts}, cfg.sft.system_prompt, None)
-    return {"prompt": prompt, "completion": assistant(tagged(long_answer, label.lower()))}, None
+@register_format("task")
+def convert_task_row(row: Row, cfg) -> Converted:
+    """The task's own prompt and completion, as the `task` loader converted them (Task.sft_completion)."""
+    if "converted" not in row:
+        raise ConfigError(f"sft={cfg.sft.name}: sft.format=task needs sft.loader=task")
+    return row["converted"]
 
 
 @register_format("chat")

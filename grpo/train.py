@@ -41,9 +41,9 @@ def run_training(cfg: DictConfig) -> Path:
     report_to = start_tracking(cfg, output_dir)
     args = grpo_config(cfg, plan, reward_weights, report_to, output_dir)
 
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
 
-    train_dataset, data_report = load_task_split(cfg.task, "train")
+    train_dataset, data_report = build_task(cfg.task).dataset("train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)

@@ -15,10 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.batching import BatchConfigError, BatchPlan, plan_batches
+from tasks import ConfigError, build_task, task_names
 
-
-class ConfigError(ValueError):
-    """A configuration problem found before loading the model."""
+__all__ = ["ConfigError", "validate_training_config"]
 
 
 GPU_ONLY_PEFT = {"qlora"}
@@ -27,16 +26,13 @@ _TRAINER_KEYS_WE_SET = {"output_dir", "reward_weights", "run_name", "seed"}
 
 
 def require_task(cfg: DictConfig) -> None:
+    """A task must be chosen, and its fields must build it (its data files exist, its dataset is known)."""
     if "task" not in cfg or cfg.task is None:
         raise ConfigError(
             "no task chosen: add one with +task=<name>, e.g. `python -m grpo.train +task=gsm8k` "
-            f"(available: {', '.join(available_options('task'))})"
+            f"(available: {', '.join(task_names())})"
         )
-
-
-def available_options(group: str) -> list[str]:
-    folder = Path(__file__).resolve().parent.parent / "conf" / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    build_task(cfg.task)
 
 
 def check_number(value, field: str, *, minimum=None, exclusive=False, integer=False) -> None:
@@ -165,11 +161,12 @@ def _vllm_cpu_build() -> bool:
         return False
 
 
-def check_known_keys(cfg: DictConfig, block: str) -> None:
-    """`+batch.prompt_per_step=4` adds a key nothing reads; name it and suggest the real one."""
+def check_known_keys(cfg: DictConfig, block: str, also: tuple[str, ...] = ()) -> None:
+    """`+batch.prompt_per_step=4` adds a key nothing reads; name it and suggest the real one. `also`: keys
+    allowed beyond train.yaml's."""
     reference = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "train.yaml").get(block) or {}
     for key in cfg.get(block) or {}:
-        if key not in reference:
+        if key not in reference and key not in also:
             close = difflib.get_close_matches(str(key), list(reference), n=1)
             hint = f"; did you mean {block}.{close[0]}?" if close else f" (allowed: {', '.join(reference)})"
             raise ConfigError(f"{block}.{key} is not a {block} setting{hint}")
@@ -201,7 +198,7 @@ def check_batches(cfg: DictConfig) -> BatchPlan:
 
 
 def check_eval(cfg: DictConfig) -> None:
-    check_known_keys(cfg, "eval")
+    check_known_keys(cfg, "eval", also=tuple(task_names()))  # eval.<task>: a held-out task's field overrides
     check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
     check_number(cfg.eval.every_n_steps, "eval.every_n_steps", minimum=0, integer=True)
     if cfg.eval.max_new_tokens is not None:
@@ -219,18 +216,6 @@ def check_rewards(cfg: DictConfig):
         return build_reward_stack(stack)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-
-
-def check_data_files(cfg: DictConfig) -> None:
-    """A user's `task.data_files` must name readable files (a typo otherwise surfaces after start-up)."""
-    data_files = cfg.task.get("data_files")
-    if not data_files:
-        return
-    if not isinstance(data_files, DictConfig) or "train" not in data_files:
-        raise ConfigError(f"task.data_files={data_files!r} must be a mapping like {{train: a.jsonl, test: b.jsonl}}")
-    for split, path in data_files.items():
-        if not Path(str(path)).is_file():
-            raise ConfigError(f"task.data_files.{split}={path}: no such file")
 
 
 GUARD_KEYS = {"max_consecutive_nonfinite", "zero_std_threshold", "zero_std_window"}
@@ -280,7 +265,6 @@ def validate_training_config(cfg: DictConfig, cuda: bool):
     plan = check_batches(cfg)
     check_eval(cfg)
     reward_funcs, reward_weights = check_rewards(cfg)
-    check_data_files(cfg)
     check_guard(cfg)
     check_output_dir(cfg.output_dir)
     return plan, reward_funcs, reward_weights

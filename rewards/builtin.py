@@ -17,6 +17,7 @@ Scores:
 * ``structure``: 0.25 each for (a) exactly one non-empty ``<reasoning>`` section, (b) exactly
   one non-empty ``<answer>`` section, (c) reasoning closed before answer opens, (d) nothing but
   whitespace / end-of-turn tokens after ``</answer>`` (only when (b) holds). Full format = 1.0.
+  With ``reasoning_tag=None`` (answer-only tasks): 0.5 each for (b) and (d).
 * ``length``: DAPO overlong shaping: 0.0 up to ``max_completion_length - cache`` tokens, then
   linearly down to -1.0 at ``max_completion_length`` (and beyond).
 * ``choice``: 1.0 if the extracted label equals the gold label (case-insensitive), else 0.0.
@@ -197,10 +198,12 @@ def reasoning_steps(tag: str = "reasoning", cap: int = 3):
 
 
 # -- structure ----------------------------------------------------------------------------
-def structure_score(text: str, reasoning_tag: str = "reasoning", answer_tag: str = "answer") -> float:
+def structure_score(text: str, reasoning_tag: str | None = "reasoning", answer_tag: str = "answer") -> float:
     """Partial-credit format score (see module docstring); linear scans, DOTALL semantics."""
     text = text[-SCAN_CHARS:]
     lower = text.lower()
+    if reasoning_tag is None:
+        return _answer_only_score(text, lower, answer_tag)
     r_open, r_close = f"<{reasoning_tag.lower()}>", f"</{reasoning_tag.lower()}>"
     a_open, a_close = f"<{answer_tag.lower()}>", f"</{answer_tag.lower()}>"
     counts = [lower.count(t) for t in (r_open, r_close, a_open, a_close)]
@@ -224,12 +227,26 @@ def structure_score(text: str, reasoning_tag: str = "reasoning", answer_tag: str
     return score
 
 
+def _answer_only_score(text: str, lower: str, answer_tag: str) -> float:
+    """0.5 for exactly one non-empty answer section, 0.5 more for nothing after it."""
+    a_open, a_close = f"<{answer_tag.lower()}>", f"</{answer_tag.lower()}>"
+    if not (lower.count(a_open) == lower.count(a_close) == 1 and lower.find(a_open) < lower.find(a_close)):
+        return 0.0
+    if not text[lower.find(a_open) + len(a_open) : lower.find(a_close)].strip():
+        return 0.0
+    tail = text[lower.find(a_close) + len(a_close) :]
+    return 1.0 if not _END_TOKENS_RE.sub("", tail).strip() else 0.5
+
+
 @register_reward("structure")
-def structure(reasoning_tag: str = "reasoning", answer_tag: str = "answer"):
-    """<reasoning> then <answer>, each exactly once, nothing after </answer> (0.25 per part)."""
-    reasoning_tag, answer_tag = _check_tag("reasoning_tag", reasoning_tag), _check_tag("answer_tag", answer_tag)
-    if reasoning_tag.lower() == answer_tag.lower():
-        raise ValueError("params 'reasoning_tag' and 'answer_tag' must differ")
+def structure(reasoning_tag: str | None = "reasoning", answer_tag: str = "answer"):
+    """<reasoning> then <answer>, each exactly once, nothing after </answer> (0.25 per part); with
+    reasoning_tag=None, the answer alone (0.5 per part)."""
+    answer_tag = _check_tag("answer_tag", answer_tag)
+    if reasoning_tag is not None:
+        reasoning_tag = _check_tag("reasoning_tag", reasoning_tag)
+        if reasoning_tag.lower() == answer_tag.lower():
+            raise ValueError("params 'reasoning_tag' and 'answer_tag' must differ")
     return _per_completion(lambda text, row: structure_score(text, reasoning_tag, answer_tag))
 
 

@@ -36,8 +36,13 @@ __all__ = [
     "answers_match",
     "extract_answer",
     "extract_choice",
+    "extract_latex",
+    "extract_text",
     "extract_verdict",
     "find_tag_spans",
+    "last_boxed",
+    "latex_answers_match",
+    "texts_match",
 ]
 
 logger = logging.getLogger(__name__)
@@ -381,16 +386,20 @@ def _label_from_span(span: str, labels: list[str]) -> tuple[str | None, bool]:
     return None, False
 
 
-def extract_choice(text: str, labels: list[str], tag: str = "answer") -> str | None:
+def extract_choice(text: str, labels: list[str], tag: str = "answer", strict: bool = False) -> str | None:
     """The chosen label (spelled as in ``labels``), or None when absent or hedged.
 
     Looks, in order, inside the answer tag; at "answer is X" / "Answer: X"; at a lone label on
-    the last non-empty line. Several different labels from the winning place give None.
+    the last non-empty line (``strict``: only the tag). Several different labels from the winning
+    place give None.
     """
     if not isinstance(text, str) or not text or not labels:
         return None
     text = text[-SCAN_CHARS:]
-    for spans in (find_tag_spans(text, tag), [_first_sentence(a) for a in _LABEL_ANSWER_IS_RE.findall(text)]):
+    places = [find_tag_spans(text, tag)]
+    if not strict:
+        places.append([_first_sentence(a) for a in _LABEL_ANSWER_IS_RE.findall(text)])
+    for spans in places:
         if not spans:
             continue
         chosen: set[str] = set()
@@ -405,7 +414,7 @@ def extract_choice(text: str, labels: list[str], tag: str = "answer") -> str | N
         if chosen:
             return chosen.pop()
     lines = [line for line in text[-2000:].splitlines() if line.strip()]
-    if lines:
+    if lines and not strict:
         bare = clean_span(lines[-1]).strip(_LABEL_STRIP).casefold()
         return _label_lookup(labels).get(bare)
     return None
@@ -426,3 +435,75 @@ def extract_verdict(text: str, pattern: str | re.Pattern) -> str | None:
     if not verdicts or len(set(verdicts)) > 1:
         return None
     return verdicts[-1]
+
+
+# -- LaTeX and free-text answers --------------------------------------------------------------
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{}`` in ``text`` (a reference solution), or None."""
+    spans = [s for s in _find_boxed_spans(text[-SCAN_CHARS:]) if not s.startswith("\x00")] if isinstance(text, str) else []
+    return spans[-1].strip() if spans else None
+
+
+def _last_candidate(text: str, tag: str, strict: bool) -> str | None:
+    """The answer span: the last answer tag's content; unless ``strict``, else the last ``\\boxed{}``,
+    else "the answer is X"; cleaned of its costume and capped, never parsed."""
+    text = text[-SCAN_CHARS:]
+    spans = find_tag_spans(text, tag)
+    if not spans and not strict:
+        spans = [s for s in _find_boxed_spans(text) if not s.startswith("\x00")]
+        spans = spans or [_first_sentence(a) for a in _ANSWER_IS_RE.findall(text)]
+    if not spans:
+        return None
+    value = clean_span(spans[-1])
+    return value if value and len(value) <= MAX_CANDIDATE_CHARS else None
+
+
+def extract_latex(text: str, tag: str = "answer", strict: bool = False) -> str | None:
+    """A LaTeX final answer, kept whole (``(3, \\frac{\\pi}{2})``, ``p - q``): commas and words that the
+    numeric extractor reads as hedging are part of such answers, so equivalence is left to math-verify."""
+    if not isinstance(text, str) or not text:
+        return None
+    return _last_candidate(text, tag, strict)
+
+
+def extract_text(text: str, tag: str = "answer", strict: bool = False) -> str | None:
+    """A free-text final answer: the last answer tag's content (unless ``strict``, else "the answer is X",
+    else the last non-empty line), trimmed and capped at 200 characters."""
+    if not isinstance(text, str) or not text:
+        return None
+    value = _last_candidate(text, tag, strict)
+    if value is None and not strict:
+        lines = [line for line in text[-2000:].splitlines() if line.strip()]
+        value = clean_span(lines[-1]) if lines else None
+        value = value if value and len(value) <= MAX_CANDIDATE_CHARS else None
+    return value
+
+
+def texts_match(predicted: str | None, gold: str) -> bool:
+    """Equal after trimming, case folding and collapsing whitespace."""
+    if predicted is None or gold is None:
+        return False
+    fold = lambda s: " ".join(str(s).split()).casefold()  # noqa: E731
+    return fold(predicted) == fold(gold)
+
+
+def latex_answers_match(predicted: str | None, gold: str, *, raise_on_error: bool = False) -> bool:
+    """Is the LaTeX answer ``predicted`` equivalent to ``gold``? Numbers exactly, equal strings at once,
+    the rest by math-verify in the bounded worker (gold first: verify is not symmetric)."""
+    if predicted is None or gold is None:
+        return False
+    pred_s, gold_s = clean_span(str(predicted)), clean_span(str(gold))
+    if texts_match(pred_s, gold_s):
+        return True
+    gold_num, pred_num = parse_number(gold_s), parse_number(pred_s)
+    if gold_num is not None and pred_num is not None:
+        return gold_num == pred_num
+    if not (_safe_for_math_verify(pred_s) and _safe_for_math_verify(gold_s)):
+        return False
+    try:
+        return verify_equivalent(gold_s, pred_s)
+    except VerifyError:
+        if raise_on_error:
+            raise
+        logger.warning("math-verify gave up on %r vs gold %r; counted as wrong", pred_s[:80], gold_s[:80])
+        return False

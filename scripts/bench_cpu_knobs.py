@@ -36,11 +36,11 @@ def real_prompt_ids(tokenizer):
     """The training prompt of the first GSM8K row whose length is closest to the median of 64 rows."""
     from hydra import compose, initialize_config_dir
 
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose(config_name="train", overrides=["+task=gsm8k", "profile=cpu", "output_dir=/tmp/unused"])
-    rows, _ = load_task_split(cfg.task, "train")
+    rows, _ = build_task(cfg.task).dataset("train")
     encoded = [
         tokenizer.apply_chat_template(rows[i]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
             "input_ids"

@@ -164,7 +164,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
     from omegaconf import OmegaConf
     from transformers import set_seed
 
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
     from grpo.train import build_trainer, grpo_config, load_policy, peft_config
     from grpo.validate import validate_training_config
 
@@ -173,7 +173,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     set_seed(cfg.seed)
     args = grpo_config(cfg, plan, reward_weights, [], output_dir)
-    train_dataset, _ = load_task_split(cfg.task, "train")
+    train_dataset, _ = build_task(cfg.task).dataset("train")
     unpatched = trl_utils._use_triton
 
     if variant.startswith("ours"):

@@ -27,30 +27,30 @@ def _fuzz_file(path, good_rows=3):
 
 
 def test_malformed_rows_are_counted_by_reason(tmp_path, caplog):
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
 
     data = _fuzz_file(tmp_path / "train.jsonl")
     cfg = compose_train("+task=gsm8k", f"task.data_files={{train:'{data}'}}")
-    with caplog.at_level(logging.INFO, logger="grpo.data_loading"):
-        dataset, report = load_task_split(cfg.task, "train")
+    with caplog.at_level(logging.INFO, logger="tasks.base"):
+        dataset, report = build_task(cfg.task).dataset("train")
     assert len(dataset) == 3 and report.total == 12 and report.kept == 3
     assert report.dropped == {
         "missing question or answer": 3,
         "empty question": 1,
         "no numeric final answer": 1,
-        "too long": 1,
+        "question too long": 1,
         "unreadable line": 3,
     }
-    assert "12 rows, 3 usable, 9 malformed" in caplog.text
+    assert "12 rows, 3 usable, 9 left out" in caplog.text
 
 
 def test_a_file_with_no_usable_row_is_refused_clearly(tmp_path):
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
 
     data = _fuzz_file(tmp_path / "train.jsonl", good_rows=0)
     cfg = compose_train("+task=gsm8k", f"task.data_files={{train:'{data}'}}")
     with pytest.raises(ValueError, match="no usable rows"):
-        load_task_split(cfg.task, "train")
+        build_task(cfg.task).dataset("train")
 
 
 def test_missing_data_file_is_a_config_error(tmp_path):
@@ -78,7 +78,7 @@ def test_training_runs_on_the_good_rows_and_reports_the_bad(tmp_path, tiny_model
     )
     with caplog.at_level(logging.INFO):
         run_training(cfg)
-    assert "3 usable, 9 malformed" in caplog.text
+    assert "3 usable, 9 left out" in caplog.text
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     step = [row for row in rows if "loss" in row][0]
     assert step["train/skipped_nonfinite_updates"] == 0 and "frac_reward_zero_std" in step

@@ -45,10 +45,10 @@ def test_evaluates_before_during_and_after_on_a_fixed_subset(tmp_path, tiny):
 
 
 def test_subset_is_test_split_never_training_data(tiny):
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
 
     cfg, _, _ = tiny
     callback = InTrainingEval(cfg, None)
     questions = {row["question"] for _, rows in callback._data(full=False) for row in rows}
-    test_questions = set(load_task_split(cfg.task, "test")[0]["question"])
+    test_questions = set(build_task(cfg.task).dataset("test")[0]["question"])
     assert questions <= test_questions

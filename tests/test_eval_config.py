@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval import multiple_choice, pubmedqa, verdict
+from eval import multiple_choice, verdict
 from eval.suite import get_evaluator, selected_evaluators
 from fixtures.eval_stand_ins import compose_eval
 
@@ -15,12 +15,12 @@ def test_eval_config_adds_adapter_and_keeps_training_keys():
     assert "trainer" in cfg and "rewards" in cfg
 
 
-@pytest.mark.parametrize("module", [pubmedqa, multiple_choice, verdict])
+@pytest.mark.parametrize("module", [multiple_choice, verdict])
 def test_documented_domain_settings_equal_the_code_defaults(module):
     from omegaconf import OmegaConf
 
     cfg = compose_eval()
-    name = {pubmedqa: "pubmedqa", multiple_choice: "mmlu", verdict: "verdict"}[module]
+    name = {multiple_choice: "mmlu", verdict: "verdict"}[module]
     assert OmegaConf.to_container(cfg.eval[name], resolve=True) == module.DEFAULTS
 
 

@@ -6,34 +6,31 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from eval import multiple_choice, pubmedqa, verdict
+from eval import multiple_choice, verdict
 from eval.metrics import binary_metrics
-from eval.suite import DatasetUnavailable, fixed_subset
-from fixtures.eval_stand_ins import StandInGenerator
+from eval.suite import DatasetUnavailable, fixed_subset, get_evaluator
+from fixtures.eval_stand_ins import StandInGenerator, compose_eval
+from tasks import pubmedqa
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def cfg(**eval_blocks):
-    return OmegaConf.create({"seed": 42, "eval": {"limit": None, "stop": ["</answer>"], **eval_blocks}})
+    return OmegaConf.create({"seed": 42, "eval": {"limit": None, **eval_blocks}})
 
 
-def test_pubmedqa_ships_all_1000_expert_labelled_questions():
-    rows = pubmedqa.load_pubmedqa("all")
-    assert len(rows) == 1000
-    assert Counter(r["label"] for r in rows) == {"yes": 552, "no": 338, "maybe": 110}
-    assert all(r["question"] and r["contexts"] for r in rows)
+def test_pubmedqa_ships_all_1000_expert_labelled_questions_in_two_disjoint_halves():
+    test, train = pubmedqa.load_pubmedqa("test"), pubmedqa.load_pubmedqa("train")
+    assert len(test) == len(train) == 500
+    assert not {r["id"] for r in test} & {r["id"] for r in train}
+    assert Counter(r["final_decision"] for r in test + train) == {"yes": 552, "no": 338, "maybe": 110}
+    assert all(r["question"] and r["contexts"] for r in test + train)
 
 
-def test_pubmedqa_test_split_is_the_published_500():
-    rows = pubmedqa.load_pubmedqa("test")
-    assert len(rows) == 500
-    assert {r["label"] for r in rows} <= set(pubmedqa.LABELS)
-
-
-def test_pubmedqa_prompt_holds_contexts_and_question_and_subset_is_fixed():
-    first = pubmedqa.load(cfg(), 5)
-    again = pubmedqa.load(cfg(), 5)
+def test_pubmedqa_domain_prompt_holds_contexts_and_question_and_subset_is_fixed():
+    config = compose_eval()
+    evaluator = get_evaluator("pubmedqa")
+    first, again = evaluator.load(config, 5), evaluator.load(config, 5)
     assert [r["id"] for r in first] == [r["id"] for r in again]
     source = {r["id"]: r for r in pubmedqa.load_pubmedqa("test")}
     question = first[0]["prompt"][-1]["content"]
@@ -41,12 +38,22 @@ def test_pubmedqa_prompt_holds_contexts_and_question_and_subset_is_fixed():
     assert source[first[0]["id"]]["contexts"][0] in question
 
 
-def test_pubmedqa_scores_gold_decisions_as_correct():
-    rows = pubmedqa.load(cfg(), 6)
-    gold = {r["prompt"][-1]["content"]: r["gold"] for r in rows}
-    result = pubmedqa.score(rows, StandInGenerator(lambda q: f"<answer>\n{gold[q]}\n</answer>"), cfg())
+def test_pubmedqa_domain_scores_gold_decisions_as_correct_within_its_own_token_budget():
+    config = compose_eval()
+    evaluator = get_evaluator("pubmedqa")
+    rows = evaluator.load(config, 6)
+    gold = {r["prompt"][-1]["content"]: r["answer"] for r in rows}
+    budgets = []
+
+    class Recording(StandInGenerator):
+        def generate(self, conversations, max_new_tokens, **kwargs):
+            budgets.append(max_new_tokens)
+            return super().generate(conversations, max_new_tokens, **kwargs)
+
+    result = evaluator.score(rows, Recording(lambda q: f"<answer>\n{gold[q]}\n</answer>"), config)
     assert result.metrics["accuracy"] == 1.0
     assert result.metrics["n"] == 6
+    assert budgets == [32]  # conf/task/pubmedqa.yaml's max_new_tokens, not the run's
 
 
 def test_fixed_subset_is_seeded_and_spread():
@@ -60,8 +67,8 @@ def test_multiple_choice_on_local_fixture():
     config = cfg(mmlu={"data_files": str(FIXTURES / "mmlu_tiny.jsonl")})
     rows = multiple_choice.load(config, None)
     assert len(rows) == 4
-    assert sorted(r["gold"] for r in rows) == ["A", "B", "C", "C"]
-    by_question = {r["prompt"][-1]["content"]: r["gold"] for r in rows}
+    assert sorted(r["answer"] for r in rows) == ["A", "B", "C", "C"]
+    by_question = {r["prompt"][-1]["content"]: r["answer"] for r in rows}
     # right on the questions whose gold is A or B, a wrong letter on one C, unreadable on the other
     replies = {}
     for question, gold in by_question.items():

@@ -2,11 +2,19 @@
 
 import pytest
 
-from eval.gsm8k import score_gsm8k
+from eval.answers import score_answers
 from eval.metrics import majority_vote, pass_at_k
 from fixtures.eval_stand_ins import StandInGenerator
+from tasks import build_task, load_task_file
 
 QUESTIONS = {"Q1": "72", "Q2": "5", "Q3": "1800", "Q4": "0.5"}
+
+
+GSM8K = build_task(load_task_file("gsm8k"))
+
+
+def score_gsm8k(rows, generator, **kwargs):
+    return score_answers(GSM8K, rows, generator, **kwargs)
 
 
 def rows(questions=QUESTIONS):

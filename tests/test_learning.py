@@ -33,10 +33,10 @@ def _train(tmp_path, learning_rate: float):
 
 def _held_out_reward(cfg, adapter_dir) -> float:
     """Mean reward of sampled completions for 8 test-split questions (never seen in training)."""
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
     from grpo.models import load_model_and_tokenizer
 
-    test_rows, _ = load_task_split(cfg.task, "test")
+    test_rows, _ = build_task(cfg.task).dataset("test")
     model, tokenizer = load_model_and_tokenizer(cfg.model, adapter=str(adapter_dir) if adapter_dir else None)
     prompts = [tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
                for row in test_rows.select(range(8))]

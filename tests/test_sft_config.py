@@ -32,7 +32,7 @@ def test_valid_sft_config_passes(tmp_path):
         ("+sft.trainer.fp16=true", ["fp16"]),
         ("+sft.trainer.optim=adamw_8bit", ["adamw_8bit", "CUDA"]),
         ("peft=qlora", ["peft=qlora", "CUDA"]),
-        ("sft.format=nope", ["sft.format", "gsm8k_cot"]),
+        ("sft.format=nope", ["sft.format", "medical_cot"]),
         ("init_adapter=/tmp/a", ["init_adapter", "drop one"]),
         ("peft=full", ["peft=full", "python -m grpo.sft"]),
         ("sft.only=true", ["SFT-only", "python -m grpo.sft"]),

@@ -7,9 +7,10 @@ from omegaconf import open_dict
 
 from compose import compose_train
 from conftest import REPO
-from grpo.data_loading import build_prompt, final_answer
-from grpo.sft_data import gsm8k_cot_completion, load_sft_dataset
+from grpo.sft_data import load_sft_dataset
 from grpo.validate import ConfigError
+from tasks import build_task
+from tasks.gsm8k import final_answer
 
 FIXTURES = REPO / "tests" / "fixtures" / "sft"
 GSM8K_FORMAT = re.compile(r"<reasoning>\n(?P<steps>(?:[^\n]+\n)+)</reasoning>\n<answer>\n(?P<answer>-?[\d.]+)\n</answer>")
@@ -30,7 +31,8 @@ def _fixture_rows(name):
 
 def test_gsm8k_solution_becomes_exactly_the_reward_format():
     solution = _fixture_rows("gsm8k_train_head.jsonl")[0]["answer"]
-    assert gsm8k_cot_completion(solution) == (
+    task = build_task(compose_train("+task=gsm8k").task)
+    assert task.sft_completion({"answer": final_answer(solution), "solution": solution}) == (
         "<reasoning>\n"
         "Natalia sold 48/2 = 24 clips in May.\n"
         "Natalia sold 48+24 = 72 clips altogether in April and May.\n"
@@ -64,9 +66,9 @@ def test_gsm8k_sft_prompt_is_the_grpo_prompt(tmp_path):
     for overrides in (["+task=gsm8k"], []):
         cfg = _cfg(tmp_path, *overrides, "sft=gsm8k_cot", f"sft.data_files={FIXTURES / 'gsm8k_train_head.jsonl'}")
         dataset, _ = load_sft_dataset(cfg)
-        task_cfg = compose_train("+task=gsm8k").task
+        task = build_task(compose_train("+task=gsm8k").task)
         for row in dataset:
-            assert row["prompt"] == build_prompt(task_cfg, row["prompt"][-1]["content"])
+            assert row["prompt"] == task.prompt(row["prompt"][-1]["content"])
         assert [m["role"] for m in dataset[0]["prompt"]] == ["system", "user", "assistant", "user"]
         assert dataset[0]["completion"][0]["role"] == "assistant"
 
@@ -86,7 +88,7 @@ def test_reviewer_keeps_only_rows_whose_verdict_parses(tmp_path):
 
 
 def test_pubmedqa_trains_on_the_non_test_questions_in_answer_tags(tmp_path):
-    from eval.pubmedqa import load_pubmedqa
+    from tasks.pubmedqa import load_pubmedqa
 
     cfg = _cfg(tmp_path, "sft=pubmedqa")
     dataset, report = load_sft_dataset(cfg)
@@ -95,8 +97,15 @@ def test_pubmedqa_trains_on_the_non_test_questions_in_answer_tags(tmp_path):
     for row in dataset:
         question = row["prompt"][-1]["content"].rsplit("Question: ", 1)[1]
         assert question not in test_questions
-        assert re.fullmatch(r"<reasoning>\n.+\n</reasoning>\n<answer>\n(yes|no|maybe)\n</answer>",
-                            row["completion"][0]["content"], re.S)
+        assert re.fullmatch(r"<answer>\n(yes|no|maybe)\n</answer>", row["completion"][0]["content"])
+
+
+def test_pubmedqa_with_a_reasoning_tag_teaches_the_conclusion_first(tmp_path):
+    cfg = _cfg(tmp_path, "sft=pubmedqa", "+task=pubmedqa", "task.reasoning_tag=reasoning",
+               f"sft.data_files={FIXTURES / 'pubmedqa.jsonl'}")
+    dataset, _ = load_sft_dataset(cfg)
+    assert dataset[0]["completion"][0]["content"] == (
+        "<reasoning>\nDrug X lowers blood pressure.\n</reasoning>\n<answer>\nyes\n</answer>")
 
 
 @pytest.mark.parametrize(
@@ -106,7 +115,7 @@ def test_pubmedqa_trains_on_the_non_test_questions_in_answer_tags(tmp_path):
         ("science", "science.jsonl", 2, "Classify the claim given the abstract: ...", "SUPPORT"),
         ("medical", "medical.jsonl", 2, "A 45-year-old man has crushing chest pain. First test?",
          "<reasoning>\nChest pain suggests ACS; an ECG within 10 minutes is first.\n</reasoning>\n<answer>\nA 12-lead ECG.\n</answer>"),
-        ("pubmedqa", "pubmedqa.jsonl", 1, None, "<reasoning>\nDrug X lowers blood pressure.\n</reasoning>\n<answer>\nyes\n</answer>"),
+        ("pubmedqa", "pubmedqa.jsonl", 1, None, "<answer>\nyes\n</answer>"),
     ],
 )
 def test_local_data_files_convert_and_bad_rows_are_counted(tmp_path, domain, fixture, kept, first_user, first_completion):

@@ -55,7 +55,7 @@ def colocated_trainer(tmp_path, monkeypatch):
     import grpo.train as train
     from trl.generation import vllm_generation
 
-    from grpo.data_loading import load_task_split
+    from tasks import build_task
     from grpo.validate import validate_training_config
     from grpo.vllm_env import prepare_vllm
 
@@ -71,7 +71,7 @@ def colocated_trainer(tmp_path, monkeypatch):
     )
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda=False)
     args = train.grpo_config(cfg, plan, reward_weights, [], Path(tmp_path))
-    dataset, _ = load_task_split(cfg.task, "train")
+    dataset, _ = build_task(cfg.task).dataset("train")
     model, tokenizer = train.load_policy(cfg)
     prepare_vllm(cfg.rollout)
     return train.build_trainer(cfg, args, model, tokenizer, dataset, reward_funcs, Path(tmp_path))

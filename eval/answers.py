@@ -1,32 +1,31 @@
-"""GSM8K accuracy, strict and flexible, greedy or sampled (maj@k, pass@k), on held-out test questions.
+"""A task's accuracy, strict and flexible, greedy or sampled (maj@k, pass@k), on held-out test rows.
 
-Strict: the number inside the task's `<answer>` tag (the format the rewards train). Flexible: any
-marker rewards/extract.py accepts (tag, \\boxed, ####, "the answer is", last number). Both are reported
-because harnesses disagree by up to ~30 points on one model when they extract differently
-(PITFALLS.md); the gap between the two is how much of a score is format. Extraction and comparison are
-the rewards' own functions: "correct" means the same thing in training and in evaluation.
+Strict: the answer inside the task's answer tag (the format the rewards train). Flexible: any marker
+the task's extraction accepts (for numbers: tag, \\boxed, ####, "the answer is", last number). Both
+are reported because harnesses disagree by up to ~30 points on one model when they extract
+differently; the gap between the two is how much of a score is format. Extraction and scoring are the
+task's own (`Task.extract`, `Task.score_answer`), the very functions its correctness reward calls.
 """
 
 from rewards.builtin import structure_score
-from rewards.extract import answers_match, extract_answer
+from rewards.safe_verify import VerifyError
 
 from eval.metrics import majority_vote, pass_at_k
-from eval.suite import EvalResult, eval_seed, fixed_subset, register, stop_strings
+from eval.suite import EvalResult
 
 
-def score_gsm8k(
+def score_answers(
+    task,
     rows: list[dict],
     generator,
     *,
     max_new_tokens: int,
-    tag: str = "answer",
     num_samples: int = 1,
     temperature: float = 0.0,
     ks: list[int] | None = None,
     stop: list[str] | None = None,
-    name: str = "gsm8k",
 ) -> EvalResult:
-    """Generate for each row's `prompt`, score against its `answer`.
+    """Generate for each row's `prompt`, score against it with the task (`tasks.Task`).
 
     accuracy_*: the share of all completions that are correct (with one greedy sample per question,
     the plain accuracy; with n samples, the unbiased pass@1). maj@k: majority vote over the first k
@@ -48,27 +47,27 @@ def score_gsm8k(
     maj_counts = {(k, mode): 0 for k in ks for mode in counts}
     samples = []
     for row, texts in zip(rows, completions, strict=True):
-        gold = row["answer"]
-        graded = {mode: [_grade(text, gold, tag, mode == "strict") for text in texts] for mode in counts}
+        graded = {mode: [_grade(task, text, row, mode == "strict") for text in texts] for mode in counts}
         formatted += sum(value is not None for value, _ in graded["strict"])
-        structured += sum(structure_score(text, answer_tag=tag) == 1.0 for text in texts)
+        structured += sum(structure_score(text, task.reasoning_tag, task.answer_tag) == 1.0 for text in texts)
         for mode, grades in graded.items():
             correct = sum(ok for _, ok in grades)
             counts[mode] += correct
             for k in ks:
                 pass_sums[k, mode] += pass_at_k(len(grades), correct, k)
                 vote = majority_vote([value for value, _ in grades[:k]])
-                maj_counts[k, mode] += answers_match(vote, gold) if vote is not None else 0
-        samples.append(_sample_record(name, row, texts, graded))
+                maj_counts[k, mode] += _correct(task, vote, row)
+        samples.append(_sample_record(task.name, row, texts, graded))
 
     n = len(rows)
     total = n * num_samples
     metrics = {
         "accuracy_strict": counts["strict"] / total if total else 0.0,
         "accuracy_flexible": counts["flexible"] / total if total else 0.0,
-        # the share of completions a strict grader can read at all: a number inside the answer tag
+        # the share of completions a strict grader can read at all: an answer inside the answer tag
         "format_rate": formatted / total if total else 0.0,
-        # the whole trained format: <reasoning> then <answer>, each once, nothing after (the structure reward's 1.0)
+        # the whole trained format: reasoning (when the task has it) then the answer, each once, nothing
+        # after (the structure reward's 1.0)
         "structure_rate": structured / total if total else 0.0,
         "n": n,
         "num_samples": num_samples,
@@ -79,12 +78,20 @@ def score_gsm8k(
         for mode in counts:
             metrics[f"pass@{k}_{mode}"] = pass_sums[k, mode] / n if n else 0.0
             metrics[f"maj@{k}_{mode}"] = maj_counts[k, mode] / n if n else 0.0
-    return EvalResult(name, metrics, samples)
+    return EvalResult(task.name, metrics, samples)
 
 
-def _grade(text: str, gold: str, tag: str, strict: bool) -> tuple[str | None, bool]:
-    value = extract_answer(text, tag=tag, strict=strict).value
-    return value, value is not None and answers_match(value, gold)
+def _correct(task, value: str | None, row: dict) -> bool:
+    """A full score from the task's judge; a verifier that gives up counts as wrong."""
+    try:
+        return value is not None and task.score_answer(value, row) >= 1.0
+    except VerifyError:
+        return False
+
+
+def _grade(task, text: str, row: dict, strict: bool) -> tuple[str | None, bool]:
+    value = task.extract(text, strict=strict)
+    return value, _correct(task, value, row)
 
 
 def _sample_record(name: str, row: dict, texts: list[str], graded: dict) -> dict:
@@ -104,28 +111,3 @@ def _sample_record(name: str, row: dict, texts: list[str], graded: dict) -> dict
         record["all_correct_flexible"] = [ok for _, ok in graded["flexible"]]
     return record
 
-
-def load(cfg, limit: int | None) -> list[dict]:
-    """The fixed held-out subset of the task's test split (never training data)."""
-    from grpo.data_loading import load_task_split
-
-    dataset, _ = load_task_split(cfg.task, "test")
-    return [dataset[i] for i in fixed_subset(len(dataset), limit, eval_seed(cfg))]
-
-
-def score(rows: list[dict], generator, cfg) -> EvalResult:
-    ks = cfg.eval.get("ks")
-    return score_gsm8k(
-        rows,
-        generator,
-        max_new_tokens=cfg.eval.max_new_tokens or cfg.trainer.max_completion_length,
-        tag=cfg.task.get("answer_tag", "answer"),
-        num_samples=int(cfg.eval.get("num_samples", 1)),
-        temperature=float(cfg.eval.get("temperature", 0.0)),
-        ks=list(ks) if ks else None,
-        stop=stop_strings(cfg),
-        name=cfg.task.name,
-    )
-
-
-register("gsm8k", load, score)
