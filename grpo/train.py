@@ -31,6 +31,7 @@ def run_training(cfg: DictConfig) -> Path:
     cuda = _cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
     output_dir = Path(cfg.output_dir)
+    cfg = as_run(cfg, plan)
     log_resolved(cfg, plan, cuda, output_dir)
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
 
@@ -43,7 +44,7 @@ def run_training(cfg: DictConfig) -> Path:
 
     from tasks import build_task
 
-    train_dataset, data_report = build_task(cfg.task).dataset("train")
+    train_dataset, data_report = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
@@ -60,6 +61,32 @@ def run_training(cfg: DictConfig) -> Path:
 
     finish_wandb()
     return output_dir
+
+
+def as_run(cfg: DictConfig, plan) -> DictConfig:
+    """The config with the values the run really uses filled in, for resolved_config.yaml and W&B: the
+    derived batch sizes, bf16 from the model's dtype, the rollout's GRPOConfig fields (use_vllm, ...),
+    and the profile `profile=auto` resolved to."""
+    import torch
+
+    from grpo.models import resolve_dtype
+
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        overrides = cfg.rollout.get("trainer_overrides")
+        if overrides:
+            cfg.trainer = OmegaConf.merge(cfg.trainer, overrides)
+        cfg.trainer.per_device_train_batch_size = plan.per_device_train_batch_size
+        cfg.trainer.gradient_accumulation_steps = plan.gradient_accumulation_steps
+        cfg.trainer.bf16 = resolve_dtype(cfg.model.dtype) == torch.bfloat16
+        cfg.profile = _profile_choice()
+    return cfg
+
+
+def _profile_choice() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("profile") if HydraConfig.initialized() else None
 
 
 def _cuda_available() -> bool:
@@ -171,22 +198,12 @@ def peft_config(cfg: DictConfig):
 def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Path):
     from trl import GRPOConfig
 
-    from grpo.models import resolve_dtype
-
-    import torch
-
-    fields = OmegaConf.to_container(cfg.trainer, resolve=True)
-    overrides = cfg.rollout.get("trainer_overrides")
-    if overrides:
-        fields.update(OmegaConf.to_container(overrides, resolve=True))
+    fields = OmegaConf.to_container(as_run(cfg, plan).trainer, resolve=True)
     fields.update(
-        per_device_train_batch_size=plan.per_device_train_batch_size,
-        gradient_accumulation_steps=plan.gradient_accumulation_steps,
         output_dir=str(output_dir),
         seed=cfg.seed,
         reward_weights=list(reward_weights),
         report_to=report_to,
-        bf16=resolve_dtype(cfg.model.dtype) == torch.bfloat16,
         run_name=output_dir.name,
     )
     try:

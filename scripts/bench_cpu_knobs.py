@@ -40,7 +40,7 @@ def real_prompt_ids(tokenizer):
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose(config_name="train", overrides=["+task=gsm8k", "profile=cpu", "output_dir=/tmp/unused"])
-    rows, _ = build_task(cfg.task).dataset("train")
+    rows, _ = build_task(cfg.task).hf_dataset("train")
     encoded = [
         tokenizer.apply_chat_template(rows[i]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
             "input_ids"

@@ -173,7 +173,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     set_seed(cfg.seed)
     args = grpo_config(cfg, plan, reward_weights, [], output_dir)
-    train_dataset, _ = build_task(cfg.task).dataset("train")
+    train_dataset, _ = build_task(cfg.task).hf_dataset("train")
     unpatched = trl_utils._use_triton
 
     if variant.startswith("ours"):

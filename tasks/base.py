@@ -145,7 +145,7 @@ class Task:
             raise ConfigError(f"task {self.name}: no usable rows in {report.summary()}; {self.data_hint()}")
         return rows, report
 
-    def dataset(self, split: str):
+    def hf_dataset(self, split: str):
         """`load_split` as a datasets.Dataset (what GRPOTrainer takes), and its report."""
         from datasets import Dataset
 

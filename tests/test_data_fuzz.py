@@ -32,7 +32,7 @@ def test_malformed_rows_are_counted_by_reason(tmp_path, caplog):
     data = _fuzz_file(tmp_path / "train.jsonl")
     cfg = compose_train("+task=gsm8k", f"task.data_files={{train:'{data}'}}")
     with caplog.at_level(logging.INFO, logger="tasks.base"):
-        dataset, report = build_task(cfg.task).dataset("train")
+        dataset, report = build_task(cfg.task).hf_dataset("train")
     assert len(dataset) == 3 and report.total == 12 and report.kept == 3
     assert report.dropped == {
         "missing question or answer": 3,
@@ -50,7 +50,7 @@ def test_a_file_with_no_usable_row_is_refused_clearly(tmp_path):
     data = _fuzz_file(tmp_path / "train.jsonl", good_rows=0)
     cfg = compose_train("+task=gsm8k", f"task.data_files={{train:'{data}'}}")
     with pytest.raises(ValueError, match="no usable rows"):
-        build_task(cfg.task).dataset("train")
+        build_task(cfg.task).hf_dataset("train")
 
 
 def test_missing_data_file_is_a_config_error(tmp_path):

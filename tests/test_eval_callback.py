@@ -50,5 +50,5 @@ def test_subset_is_test_split_never_training_data(tiny):
     cfg, _, _ = tiny
     callback = InTrainingEval(cfg, None)
     questions = {row["question"] for _, rows in callback._data(full=False) for row in rows}
-    test_questions = set(build_task(cfg.task).dataset("test")[0]["question"])
+    test_questions = set(build_task(cfg.task).hf_dataset("test")[0]["question"])
     assert questions <= test_questions

@@ -36,7 +36,7 @@ def _held_out_reward(cfg, adapter_dir) -> float:
     from tasks import build_task
     from grpo.models import load_model_and_tokenizer
 
-    test_rows, _ = build_task(cfg.task).dataset("test")
+    test_rows, _ = build_task(cfg.task).hf_dataset("test")
     model, tokenizer = load_model_and_tokenizer(cfg.model, adapter=str(adapter_dir) if adapter_dir else None)
     prompts = [tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
                for row in test_rows.select(range(8))]

@@ -71,7 +71,7 @@ def colocated_trainer(tmp_path, monkeypatch):
     )
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda=False)
     args = train.grpo_config(cfg, plan, reward_weights, [], Path(tmp_path))
-    dataset, _ = build_task(cfg.task).dataset("train")
+    dataset, _ = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = train.load_policy(cfg)
     prepare_vllm(cfg.rollout)
     return train.build_trainer(cfg, args, model, tokenizer, dataset, reward_funcs, Path(tmp_path))
