@@ -4,6 +4,8 @@
 - `eval.callback.InTrainingEval`: before / every N steps / after evaluation inside training.
 - `eval.card.write_run_report`: the model card and plots at the end of a run.
 
-Evaluators (gsm8k, pubmedqa, mmlu, verdict) register themselves in eval/suite.py and only ever talk to
-a `Generator` (eval/generate.py), so tests score them with a stand-in instead of a model.
+Every task (tasks/) is evaluated by its own reading of answers (eval/answers.py, or eval/multiple_choice.py
+for choice tasks); held-out domains are any task by name, or mmlu and verdict, which register themselves
+in eval/suite.py. All only ever talk to a `Generator` (eval/generate.py), so tests score them with a
+stand-in instead of a model.
 """

@@ -162,16 +162,14 @@ def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None,
         targets = ", ".join(targets) if OmegaConf.is_list(targets) else targets
         adapter = f"{peft.method}: r={peft.r}, alpha={peft.lora_alpha}, dropout={peft.lora_dropout}, targets {targets}"
     task = cfg.task
-    data = data_source or task.get("data_files") or (
-        f"{task.get('hub_id')} ({task.get('hub_config')}), split {task.get('train_split')}"
-    )
+    data = data_source or task.get("data_files") or task.get("hub") or task.name
     return [
         ("base model", base),
         ("method", f"GRPO (TRL), loss {cfg.trainer.get('loss_type')}, beta {cfg.trainer.get('beta')}, "
                    f"rollout {cfg.rollout.name}"),
         ("adapter", adapter),
         ("training data", str(data)),
-        ("evaluation data", f"{task.get('test_split', 'test')} split, fixed subset of {cfg.eval.limit} "
+        ("evaluation data", f"test split, fixed subset of {cfg.eval.limit} "
                             f"(seed {cfg.eval.get('seed') or cfg.seed}); domains: "
                             f"{', '.join(map(str, cfg.eval.get('domains') or [])) or 'none'}"),
         ("steps", str(steps)),

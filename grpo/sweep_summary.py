@@ -106,9 +106,11 @@ def final_eval(rows: list[dict]) -> dict[str, float]:
 
 
 def objective(output_dir: Path, task_name: str) -> float | None:
-    """The final held-out `eval/<task>/accuracy_strict`: what `grpo.train` returns to a Hydra sweeper."""
+    """The final held-out `eval/<task>/accuracy_strict` (`accuracy` for a choice task, which has no strict
+    and flexible reading): what `grpo.train` returns to a Hydra sweeper."""
     # None without an end-of-training evaluation (eval.limit=0): Optuna then records the trial as failed
-    return final_eval(read_metrics(Path(output_dir))).get(f"eval/{task_name}/{OBJECTIVE_METRIC}")
+    final = final_eval(read_metrics(Path(output_dir)))
+    return final.get(f"eval/{task_name}/{OBJECTIVE_METRIC}", final.get(f"eval/{task_name}/accuracy"))
 
 
 def read_trial(trial_dir: Path) -> dict[str, Any]:

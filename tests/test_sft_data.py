@@ -1,5 +1,6 @@
 """SFT data: each domain's rows become prompt/completion conversations in the format its rewards check."""
 
+import json
 import re
 
 import pytest
@@ -157,3 +158,22 @@ def test_offline_hub_dataset_fails_before_any_model_loads(tmp_path, monkeypatch)
 def test_reviewer_without_data_files_says_what_to_give(tmp_path):
     with pytest.raises(ConfigError, match=r"sft.data_files.*paper, review"):
         load_sft_dataset(_cfg(tmp_path, "sft=reviewer"))
+
+
+def test_any_task_warms_up_on_its_own_split_in_its_own_format(tmp_path):
+    cfg = _cfg(tmp_path, "+task=reasoning_gym", "sft=task", "task.train_size=30", "task.test_size=10",
+               "sft.trainer.max_steps=-1")
+    dataset, report = load_sft_dataset(cfg)
+    task = build_task(cfg.task)
+    rows, _ = task.load_split("train")
+    assert report.kept == len(dataset) == len(rows) == 30
+    by_prompt = {json.dumps(r["prompt"]): r for r in rows}
+    for row in dataset:
+        source = by_prompt[json.dumps(row["prompt"])]
+        assert row["completion"][0]["content"] == f"<answer>\n{source['answer']}\n</answer>"
+        assert task.is_correct(row["completion"][0]["content"], source, strict=True)  # its verifier agrees
+
+
+def test_sft_without_a_task_says_to_add_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"add \+task=<name>"):
+        load_sft_dataset(_cfg(tmp_path, "sft=task"))
