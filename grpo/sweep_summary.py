@@ -91,9 +91,11 @@ def run_name_with_settings(cfg: DictConfig, output_dir: Path) -> str:
 # -- reading one trial ---------------------------------------------------------------------------
 def read_metrics(trial_dir: Path) -> list[dict]:
     """The trial's metrics.jsonl rows (GRPO's, under grpo/ when an SFT stage ran first); [] if none."""
+    from eval.card import read_metrics as read_metrics_file
+
     for path in (trial_dir / "metrics.jsonl", trial_dir / "grpo" / "metrics.jsonl"):
         if path.exists():
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            return read_metrics_file(path)  # a killed trial's torn last line is skipped, not fatal
     return []
 
 

@@ -39,3 +39,10 @@ def test_zero_limit_is_refused_before_anything_loads():
 
     with pytest.raises(ValueError, match="eval.limit must be a positive number"):
         run_eval(compose_eval("eval.limit=0"), generator=object())
+
+
+def test_eval_seed_zero_is_a_seed_not_a_fallback():
+    from eval.suite import eval_seed
+
+    assert eval_seed(compose_eval("eval.seed=0")) == 0
+    assert eval_seed(compose_eval()) == 42  # ${seed}

@@ -109,6 +109,26 @@ def test_summary_reads_reward_and_final_accuracy_from_each_trial(tmp_path):
     assert objective(good, "gsm8k") == 0.5
 
 
+def test_summary_survives_the_torn_last_line_of_a_killed_trial(tmp_path):
+    from grpo.sweep_summary import write_summary
+
+    metrics = [{"step": 1, "loss": 0.0, "reward": 0.5}, {"step": 2, "loss": 0.0, "reward": 0.75}]
+    trial = _write_trial(tmp_path, 0, ["+task=gsm8k", "trainer.learning_rate=1e-5"], metrics, None)
+    with (trial / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 3, "loss": 0.0, "rew')  # the kill landed mid-write
+    with write_summary(tmp_path).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert (rows[0]["status"], rows[0]["final_reward"], rows[0]["steps"]) == ("incomplete", "0.75", "2")
+
+
+def test_choice_task_objective_is_its_accuracy(tmp_path):
+    from grpo.sweep_summary import objective
+
+    metrics = [{"step": 2, "eval/phase": "after", "eval/pubmedqa/accuracy": 0.6}]
+    trial = _write_trial(tmp_path, 0, ["+task=pubmedqa"], metrics, {"status": "completed"})
+    assert objective(trial, "pubmedqa") == 0.6
+
+
 # -- the W&B sweep file ----------------------------------------------------------------------------
 SWEEP_FILE = REPO / "scripts" / "sweep.yaml"
 
