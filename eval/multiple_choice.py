@@ -98,7 +98,7 @@ def _hub_subject(opts: dict, subject: str) -> list[dict]:
     )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     if not offline:
-        from tasks.data import hub_reachable
+        from tasks.sources import hub_reachable
 
         if not hub_reachable():
             raise DatasetUnavailable(hint.format(why="the hub is not reachable from this machine"))

@@ -25,7 +25,7 @@ from typing import Any
 from omegaconf import open_dict
 
 from tasks import ConfigError, DataReport, build_task, load_task_file
-from tasks.data import hub_reachable, read_jsonl
+from tasks.sources import hub_reachable, read_jsonl
 
 log = logging.getLogger(__name__)
 

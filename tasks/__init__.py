@@ -10,7 +10,7 @@ yaml whose `_target_` names a `tasks.Task` subclass anywhere on PYTHONPATH (READ
 
 from tasks.base import Task
 from tasks.build import build_task, correctness_reward, load_task_file, task_names
-from tasks.data import DataReport
+from tasks.sources import DataReport
 from tasks.errors import ConfigError
 
 __all__ = ["ConfigError", "DataReport", "Task", "build_task", "correctness_reward", "load_task_file", "task_names"]

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tasks.data import DataReport, hub_rows, offline, read_rows
+from tasks.sources import DataReport, hub_rows, offline, read_rows
 from tasks.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from tasks.base import Task
-from tasks.data import read_jsonl
+from tasks.sources import read_jsonl
 
 MAX_SOLUTION_CHARS = 8000
 _FINAL_ANSWER = re.compile(r"####\s*(.+?)\s*$")
