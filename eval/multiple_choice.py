@@ -25,7 +25,7 @@ LETTERS = "ABCDEFGHIJ"
 
 DEFAULTS = {
     "hub_id": "cais/mmlu",
-    # the five subtasks SEEDS.md #004 tracked for forgetting are not named there; these are common picks
+    # the five subtasks gemma3-270m-dolly tracked for forgetting are not named there; these are common picks
     "subjects": ["high_school_mathematics", "high_school_biology", "college_medicine", "formal_logic", "global_facts"],
     "split": "test",
     "data_files": None,

@@ -1,6 +1,6 @@
 """Regex-verdict evaluation (accept/reject style): F1 beside accuracy and both positive rates.
 
-For tasks whose answer is a sentence such as "I recommend this paper for ACCEPTANCE" (SEEDS.md #001).
+For tasks whose answer is a sentence such as "I recommend this paper for ACCEPTANCE" (conf/experiment/scientific-reviewer.yaml).
 F1 alone flatters a model that always says the majority verdict: on data that is 84% accepts,
 always-accept scores F1 0.91. So the predicted-positive rate is reported next to the actual one, and
 `always_positive_f1` gives the F1 that knowing nothing would get on this data.

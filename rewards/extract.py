@@ -1,7 +1,7 @@
 """The one answer-extraction path, shared by the rewards and by the evaluator (eval/).
 
 Why one module: harnesses disagree by up to ~30 points on the same GSM8K model because
-each extracts answers differently (PITFALLS.md). Training rewards and evaluation import
+each extracts answers differently (tests/rewards/labelled_cases.py pins ours). Training rewards and evaluation import
 ``extract_answer`` / ``answers_match`` from here, so "correct" means the same thing in both.
 
 Order of markers (first marker kind present wins):

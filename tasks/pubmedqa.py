@@ -1,7 +1,7 @@
 """PubMedQA (Jin et al., 2019): a biomedical question and its abstract, answered yes, no or maybe.
 
 The 1,000 expert-labelled questions ship gzipped in tasks/data/pubmedqa (MIT, see its LICENSE and
-README). `test` is the 500-question test set published results use (SEEDS.md #000, #002 report on it);
+README). `test` is the 500-question test set published results use (the gemma4-4b-sci and medical QLoRA recipes in conf/experiment report on it);
 `train` is the other 500. The prompt gives the abstract's contexts and the question, without the
 abstract's conclusion ("reasoning-required" setting); the conclusion (`long_answer`) is the reasoning
 SFT teaches when the task has a reasoning tag. The same prompt serves GRPO, SFT and the held-out

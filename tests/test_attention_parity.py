@@ -1,7 +1,7 @@
 """SDPA attention gives eager's numbers on left-padded batches: finite logits and gradients, same values.
 
 The CPU profile runs the 270M with SDPA (faster decoding, no attention matrices kept for the backward);
-PITFALLS.md records NaN losses under SDPA with padding in older transformers (#32390). This test is the
+Users reported NaN losses under SDPA with padding in older transformers (#32390). This test is the
 guard: GRPO batches are left-padded prompts, and a padding row fully masked in SDPA must not turn into
 NaN in the real positions or in the gradients.
 """

@@ -1,4 +1,4 @@
-"""Every recipe preset in conf/experiment composes and passes validation (SEEDS.md recipes)."""
+"""Every recipe preset in conf/experiment composes and passes validation (the public recipes we learned from)."""
 
 import pytest
 from omegaconf import open_dict
