@@ -112,9 +112,15 @@ class StopOnStrings(StoppingCriteria):
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        start = max(self.prompt_length, input_ids.shape[1] - self.WINDOW)
-        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-        return torch.tensor([any(stop in tail for stop in self.stops) for tail in tails], device=input_ids.device)
+        return torch.tensor(reached_stop(self.tokenizer, self.stops, input_ids, self.prompt_length),
+                            device=input_ids.device)
+
+
+def reached_stop(tokenizer, stops, input_ids, prompt_length: int, window: int = StopOnStrings.WINDOW) -> list[bool]:
+    """For each sequence: does the text of its last `window` generated tokens hold a stop string?"""
+    start = max(prompt_length, input_ids.shape[1] - window)
+    tails = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+    return [any(stop in tail for stop in stops) for tail in tails]
 
 
 class VLLMGenerator:

@@ -237,6 +237,13 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
         callbacks=callbacks,
     )
     run_guards_first(trainer, guards)  # their additions to the logs reach W&B and metrics.jsonl
+    if cfg.rollout.get("end_at_stop_strings"):
+        from grpo.models import eos_token_ids
+        from grpo.stop_strings import end_rollouts_at_stop_strings
+        from tasks import build_task
+
+        end_rollouts_at_stop_strings(trainer.model, tokenizer, build_task(cfg.task).stop,
+                                     eos_token_ids(cfg.model, tokenizer)[0])
     trainer.metrics_log = metrics
     trainer.graceful_stop = graceful_stop
     trainer.in_training_eval = evaluation[0] if evaluation else None
