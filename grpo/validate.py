@@ -204,6 +204,27 @@ def check_eval(cfg: DictConfig) -> None:
     if cfg.eval.max_new_tokens is not None:
         check_number(cfg.eval.max_new_tokens, "eval.max_new_tokens", minimum=1, integer=True)
     check_number(cfg.eval.batch_size, "eval.batch_size", minimum=1, integer=True)
+    check_sampling(cfg.eval)
+
+
+def check_sampling(block: DictConfig) -> None:
+    """eval.num_samples / temperature / ks, checked here rather than after a model has loaded."""
+    num_samples = block.get("num_samples", 1)
+    check_number(num_samples, "eval.num_samples", minimum=1, integer=True)
+    check_number(block.get("temperature", 0.0), "eval.temperature", minimum=0)
+    if num_samples > 1 and block.get("temperature", 0.0) == 0:
+        raise ConfigError(
+            f"eval.num_samples={num_samples} with eval.temperature=0: greedy samples are all identical; "
+            "set eval.temperature (e.g. 0.8) or eval.num_samples=1"
+        )
+    for k in block.get("ks") or []:
+        check_number(k, "eval.ks[]", minimum=1, integer=True)
+        if k > num_samples:
+            raise ConfigError(f"eval.ks has {k}: each k must be at most eval.num_samples={num_samples}")
+
+
+def check_seed(cfg: DictConfig) -> None:
+    check_number(cfg.seed, "seed", minimum=0, integer=True)
 
 
 def check_rewards(cfg: DictConfig):
@@ -259,6 +280,7 @@ def check_output_dir(output_dir: str) -> None:
 def validate_training_config(cfg: DictConfig, cuda: bool):
     """Run every check; return (batch plan, reward functions, reward weights)."""
     require_task(cfg)
+    check_seed(cfg)
     check_model(cfg, cuda)
     check_trainer(cfg, cuda)
     check_rollout(cfg, cuda)
