@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from grpo.hub_access import check_model_access
 from grpo.profile import apply_auto_profile
 from grpo.validate import ConfigError, validate_training_config
 from grpo.vllm_env import prepare_vllm
@@ -30,6 +31,7 @@ def run_training(cfg: DictConfig) -> Path:
     started = time.time()
     cuda = _cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
+    check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     output_dir = Path(cfg.output_dir)
     log_resolved(cfg, plan, cuda, output_dir)
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
