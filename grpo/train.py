@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from grpo.hub_access import check_model_access
 from grpo.profile import apply_auto_profile
 from grpo.validate import ConfigError, validate_training_config
-from grpo.vllm_env import prepare_vllm
+from grpo.vllm_env import fit_vllm_context, prepare_vllm
 
 log = logging.getLogger("grpo.train")
 
@@ -48,6 +48,7 @@ def run_training(cfg: DictConfig) -> Path:
     train_dataset, data_report = load_task_split(cfg.task, "train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
+    fit_vllm_context(args, train_dataset, tokenizer)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
 
     stop = trainer.graceful_stop.install()

@@ -93,3 +93,37 @@ def sync_colocated_by_reload() -> None:
     sync_weights.reloads = True
     VLLMGeneration.sync_weights = sync_weights
     log.info("vLLM: colocated weight sync by reload_weights")
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def longest_prompt_tokens(prompts, tokenizer) -> int:
+    """Tokens in the longest prompt as the policy sees it (chat template with the generation prompt)."""
+    longest = 0
+    for prompt in prompts:
+        if isinstance(prompt, str):
+            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
+            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        longest = max(longest, len(ids))
+    return longest
+
+
+def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int | None:
+    """Size the colocated engine's context to what a rollout needs: the longest training prompt plus
+    `max_completion_length`, rounded up. Left unset, vLLM plans for the model's whole context (32k for
+    Gemma 3 1B, 128k for 4B) and must fit one such sequence in its KV cache, which the per-model memory
+    share does not allow for the larger models. Returns the length set, or None when nothing was changed
+    (no colocated vLLM, or the config sets `vllm_max_model_length` itself)."""
+    if not args.use_vllm or args.vllm_mode != "colocate" or args.vllm_max_model_length is not None:
+        return None
+    longest = longest_prompt_tokens(train_dataset["prompt"], tokenizer)
+    args.vllm_max_model_length = round_up(longest + args.max_completion_length, multiple)
+    log.info(
+        "vLLM: max_model_len %d (longest prompt %d tokens + max_completion_length %d, rounded up to %d)",
+        args.vllm_max_model_length, longest, args.max_completion_length, multiple,
+    )
+    return args.vllm_max_model_length

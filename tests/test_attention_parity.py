@@ -46,3 +46,32 @@ def test_sdpa_matches_eager_on_left_padded_batches(tiny_model_dir, padded_batch)
     for name, grad in sdpa_grads.items():
         assert torch.isfinite(grad).all(), name
         torch.testing.assert_close(grad, eager_grads[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.gpu
+def test_sdpa_in_bf16_on_cuda_is_as_close_to_fp32_as_eager(tiny_model_dir, padded_batch):
+    """The GPU profile trains with SDPA in bf16. Against an fp32 eager reference on the same GPU, SDPA's
+    logits and gradients must be finite and no further off than eager's own bf16 rounding."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    batch = {k: v.cuda() for k, v in padded_batch.items()}
+    real = batch["attention_mask"].bool()
+    scored = real[:, :-1] & real[:, 1:]
+
+    def run(attention, dtype):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype, attn_implementation=attention).cuda()
+        logits = model(**batch).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1][scored], batch["input_ids"][:, 1:][scored])
+        loss.backward()
+        grad = model.model.layers[0].self_attn.q_proj.weight.grad.float()
+        return logits.detach()[real], grad
+
+    ref_logits, ref_grad = run("eager", torch.float32)
+    eager_logits, eager_grad = run("eager", torch.bfloat16)
+    sdpa_logits, sdpa_grad = run("sdpa", torch.bfloat16)
+    assert torch.isfinite(sdpa_logits).all() and torch.isfinite(sdpa_grad).all()
+    for got, eager, ref in ((sdpa_logits, eager_logits, ref_logits), (sdpa_grad, eager_grad, ref_grad)):
+        sdpa_error = (got - ref).abs().max().item()
+        eager_error = (eager - ref).abs().max().item()
+        assert sdpa_error <= 2 * eager_error + 1e-3 * ref.abs().max().item(), (sdpa_error, eager_error)
