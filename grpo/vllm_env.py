@@ -13,18 +13,26 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
   `'Parameter' object has no attribute 'weight_loader'` (and would not reach the packed copy anyway).
   `reload_weights` restores the layers, loads, and packs again.
 
-Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
-rollout=hf and never imports vLLM itself.
+- always, for LoRA: the weights sent to vLLM are computed out of place, W + scale * B @ A, instead of TRL
+  1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which rounds twice per sync and drifts
+  (trl #6688: 17% of base weights changed after 100 syncs; tests/test_weight_sync.py).
+
+Every patch of TRL lives in this module, names the TRL version it was written for, and steps aside with a
+warning on any other version. Call `prepare_vllm(cfg.rollout)` after validation and before
+`GRPOTrainer(...)`; it does nothing for rollout=hf and never imports vLLM itself.
 """
 
 import functools
 import logging
 import os
+from contextlib import nullcontext
 
 log = logging.getLogger(__name__)
 
 VLLM_DTYPES = ("auto", "bfloat16", "float32")
 WEIGHT_SYNCS = ("trl", "reload")
+# The TRL release whose VLLMGeneration._iter_named_params the out-of-place merge replaces.
+PATCHED_TRL_VERSION = "1.16.0"
 
 
 def prepare_vllm(rollout_cfg) -> dict[str, str]:
@@ -40,6 +48,7 @@ def prepare_vllm(rollout_cfg) -> dict[str, str]:
         raise ValueError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
     if sync == "reload":
         sync_colocated_by_reload()
+    sync_merged_copy()
     return applied
 
 
@@ -127,3 +136,75 @@ def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int
         args.vllm_max_model_length, longest, args.max_completion_length, multiple,
     )
     return args.vllm_max_model_length
+
+
+def merged_named_weights(peft_model, fix_name=lambda name: name):
+    """(name, tensor) for every base-model weight, with each active LoRA adapter folded in out of place:
+    a new tensor `W + get_delta_weight()` per adapted layer (added in float32, rounded once to W's dtype),
+    the base weights themselves never written. Names are the base model's, as TRL 1.16 yields them.
+    One merged tensor exists at a time, so the extra memory is one layer's weight."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    deltas = {}
+    for module in peft_model.modules():
+        if not isinstance(module, BaseTunerLayer) or module.merged:
+            continue
+        weight = module.get_base_layer().weight
+        for adapter in module.active_adapters:
+            if adapter in getattr(module, "lora_A", {}) or adapter in getattr(module, "lora_embedding_A", {}):
+                delta = module.get_delta_weight(adapter).float()
+                deltas[id(weight)] = deltas[id(weight)] + delta if id(weight) in deltas else delta
+    for name, param in peft_model.named_parameters():
+        # the same renaming and skipping as TRL 1.16's VLLMGeneration._iter_named_params
+        name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        if peft_model.prefix in name or "original_module" in name:
+            continue
+        name = fix_name(name)
+        delta = deltas.get(id(param))
+        yield name, param.data if delta is None else (param.data.float() + delta).to(param.dtype)
+
+
+def _uses_dora(peft_model) -> bool:
+    config = getattr(peft_model, "peft_config", {})
+    return any(getattr(c, "use_dora", False) for c in config.values())
+
+
+def sync_merged_copy() -> bool:
+    """Make TRL's weight sync send out-of-place merged weights for LoRA models (colocate and server).
+
+    Only TRL 1.16.0's `_iter_named_params` is replaced, and only its plain-PEFT branch (no FSDP; DeepSpeed
+    ZeRO-3 gathers as before); FSDP, DoRA and non-PEFT models keep TRL's own path. Returns whether the
+    patch is in place.
+    """
+    import trl
+
+    if trl.__version__ != PATCHED_TRL_VERSION:
+        log.warning(
+            "TRL %s is not %s: weight sync left to TRL (merge/unmerge in place, which drifts in bf16, trl #6688)",
+            trl.__version__, PATCHED_TRL_VERSION,
+        )
+        return False
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    trl_iter = VLLMGeneration._iter_named_params
+    if getattr(trl_iter, "merges_out_of_place", False):
+        return True
+
+    @functools.wraps(trl_iter)
+    def _iter_named_params(self):
+        from accelerate.utils import is_peft_model
+
+        model = self.model
+        if not is_peft_model(model) or self._dist.is_fsdp or _uses_dora(model):
+            yield from trl_iter(self)
+            return
+        gather = getattr(self._dist, "gather_params", None)
+        with gather(list(model.parameters())) if gather else nullcontext():
+            fix = functools.partial(self._fix_param_name_to_vllm, extra_prefixes=["modules_to_save.default."])
+            yield from merged_named_weights(model, fix)
+
+    _iter_named_params.merges_out_of_place = True
+    _iter_named_params.trl_original = trl_iter
+    VLLMGeneration._iter_named_params = _iter_named_params
+    log.info("vLLM weight sync: LoRA merged out of place (base weights untouched)")
+    return True
