@@ -15,7 +15,8 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
 
 - always, for LoRA: the weights sent to vLLM are computed out of place, W + scale * B @ A, instead of TRL
   1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which rounds twice per sync and drifts
-  (trl #6688: 17% of base weights changed after 100 syncs; tests/test_weight_sync.py).
+  (trl #6688: 17% of base weights changed after 100 syncs; tests/test_weight_sync.py); and only the
+  weights LoRA changes are sent (not frozen embeddings or vision/audio towers; trl #5269).
 
 Every patch of TRL lives in this module, names the TRL version it was written for, and steps aside with a
 warning on any other version. Call `prepare_vllm(cfg.rollout)` after validation and before
@@ -96,7 +97,9 @@ def sync_colocated_by_reload() -> None:
         if self.mode != "colocate":
             return trl_sync(self)
         runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-        runner.reload_weights(weights_iterator=self._iter_named_params())
+        ours = getattr(type(self)._iter_named_params, "merges_out_of_place", False)
+        weights = self._iter_named_params(all_weights=True) if ours else self._iter_named_params()
+        runner.reload_weights(weights_iterator=weights)
         self.llm.reset_prefix_cache()
 
     sync_weights.reloads = True
@@ -138,11 +141,16 @@ def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int
     return args.vllm_max_model_length
 
 
-def merged_named_weights(peft_model, fix_name=lambda name: name):
+def merged_named_weights(peft_model, fix_name=lambda name: name, only_changed: bool = False):
     """(name, tensor) for every base-model weight, with each active LoRA adapter folded in out of place:
     a new tensor `W + get_delta_weight()` per adapted layer (added in float32, rounded once to W's dtype),
     the base weights themselves never written. Names are the base model's, as TRL 1.16 yields them.
-    One merged tensor exists at a time, so the extra memory is one layer's weight."""
+    One merged tensor exists at a time, so the extra memory is one layer's weight.
+
+    `only_changed`: just the weights LoRA changes (the adapted layers, and any `modules_to_save`). vLLM
+    loaded every other weight from the same checkpoint at start-up, so resending them is pure cost; for
+    multimodal Gemma (3 4B, 4 E2B/E4B) it also keeps the frozen vision and audio towers, whose
+    transformers-5 names vLLM's loader may not map (trl #5269), out of the sync."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     deltas = {}
@@ -159,8 +167,10 @@ def merged_named_weights(peft_model, fix_name=lambda name: name):
         name = name.removeprefix("base_model.model.").replace(".base_layer", "")
         if peft_model.prefix in name or "original_module" in name:
             continue
-        name = fix_name(name)
         delta = deltas.get(id(param))
+        if only_changed and delta is None and "modules_to_save" not in name:
+            continue
+        name = fix_name(name)
         yield name, param.data if delta is None else (param.data.float() + delta).to(param.dtype)
 
 
@@ -191,7 +201,9 @@ def sync_merged_copy() -> bool:
         return True
 
     @functools.wraps(trl_iter)
-    def _iter_named_params(self):
+    def _iter_named_params(self, all_weights: bool = False):
+        """`all_weights`: every weight, not only those LoRA changes (vLLM's reload_weights on CPU
+        re-packs whole layers from what it is given)."""
         from accelerate.utils import is_peft_model
 
         model = self.model
@@ -201,7 +213,7 @@ def sync_merged_copy() -> bool:
         gather = getattr(self._dist, "gather_params", None)
         with gather(list(model.parameters())) if gather else nullcontext():
             fix = functools.partial(self._fix_param_name_to_vllm, extra_prefixes=["modules_to_save.default."])
-            yield from merged_named_weights(model, fix)
+            yield from merged_named_weights(model, fix, only_changed=not all_weights)
 
     _iter_named_params.merges_out_of_place = True
     _iter_named_params.trl_original = trl_iter
