@@ -7,7 +7,8 @@ Two first-run traps are handled here, where the command line is still visible:
 - an NVIDIA GPU is present (`nvidia-smi` on PATH or /dev/nvidia0) but torch sees no CUDA (a CPU-only
   wheel, a driver too old for the wheel): `auto` would quietly train on CPU, so it stops and says why;
 - the GPU profile picks vLLM rollouts, but the default install (`make train`, `.[dev]`) has no vLLM:
-  unless the user asked for a vLLM rollout by name, the run falls back to `rollout=hf` with one warning.
+  unless the user asked for a vLLM rollout by name, the run falls back to `rollout=hf` with one warning
+  (and with peft=qlora it rolls out with `hf` anyway: TRL's vLLM path cannot serve a 4-bit base).
 """
 
 import logging
@@ -85,17 +86,23 @@ def check_cuda_matches_hardware() -> None:
     )
 
 
-def rollout_chosen_by_user(argv: list[str]) -> bool:
-    """A rollout named on the command line, or by an experiment preset the command line adds."""
+def _chosen(argv: list[str], group: str, option: str | None = None) -> bool:
+    """`group` (set to `option`, if given) on the command line, or by an experiment preset it adds."""
     for arg in argv:
         key, _, value = arg.lstrip("+~").partition("=")
-        if key == "rollout":
+        if key == group and (option is None or value == option):
             return True
         if key == "experiment" and value:
             preset = _EXPERIMENT_DIR / f"{value}.yaml"
-            if preset.exists() and "/rollout" in preset.read_text():
+            text = preset.read_text() if preset.exists() else ""
+            if f"/{group}:" in text and (option is None or f"/{group}: {option}" in text):
                 return True
     return False
+
+
+def rollout_chosen_by_user(argv: list[str]) -> bool:
+    """A rollout named on the command line, or by an experiment preset the command line adds."""
+    return _chosen(argv, "rollout")
 
 
 def resolve_profile_argv(argv: list[str]) -> tuple[list[str], str]:
@@ -117,12 +124,17 @@ def resolve_profile_argv(argv: list[str]) -> tuple[list[str], str]:
             check_cuda_matches_hardware()
         choice = "gpu" if cuda else "cpu"
         argv = [*argv, f"profile={choice}"]
-    if choice == "gpu" and not vllm_installed() and not rollout_chosen_by_user(argv) and cuda_available():
-        log.warning(
-            "The GPU profile rolls out with vLLM, which is not installed: using rollout=hf (transformers "
-            "generate, several times slower). One-line fix: %s", VLLM_INSTALL,
-        )
-        argv = [*argv, "rollout=hf"]
+    if choice == "gpu" and not rollout_chosen_by_user(argv) and cuda_available():
+        if _chosen(argv, "peft", "qlora"):
+            # vLLM rollouts with a 4-bit base are broken or lossy in TRL (trl #3654, #4973, #3466)
+            log.info("peft=qlora: rolling out with transformers generate (rollout=hf) on the 4-bit base")
+            argv = [*argv, "rollout=hf"]
+        elif not vllm_installed():
+            log.warning(
+                "The GPU profile rolls out with vLLM, which is not installed: using rollout=hf (transformers "
+                "generate, several times slower). One-line fix: %s", VLLM_INSTALL,
+            )
+            argv = [*argv, "rollout=hf"]
     return argv, choice
 
 

@@ -117,3 +117,17 @@ def test_cli_stops_with_exit_2_on_a_broken_cuda_setup(tmp_path):
     assert result.returncode == 2, result.output
     assert "nvidia-smi" in result.output and "Driver/library version mismatch" in result.output
     assert "profile=cpu" in result.output and "Traceback" not in result.output
+
+
+def test_qlora_on_gpu_rolls_out_with_hf_even_with_vllm(monkeypatch, tmp_path, no_nvidia):
+    from compose import compose_train
+    from grpo import validate
+    from grpo.validate import validate_training_config
+
+    machine(monkeypatch, cuda=True, vllm=True)
+    argv, _ = resolve_profile_argv(["+task=gsm8k", "peft=qlora", f"output_dir={tmp_path}"])
+    assert argv[-1] == "rollout=hf"
+    monkeypatch.setattr(validate, "find_spec", lambda name: object())  # bitsandbytes, vllm "installed"
+    validate_training_config(compose_train(*argv), cuda=True)  # without the fallback: the QLoRA+vLLM refusal
+    argv, _ = resolve_profile_argv(["+task=gsm8k", "peft=qlora", "rollout=vllm_colocate"])
+    assert "rollout=hf" not in argv
