@@ -54,6 +54,7 @@ def check_model_access(model_cfg) -> None:
             f"Download it once online (accept the licence at {licence_page(repo_id)}, log in with {LOGIN}, "
             f"then `hf download {repo_id}`), or set model.hub_id to a local directory holding the checkpoint"
         )
+    import httpx
     from huggingface_hub import auth_check
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
@@ -73,11 +74,8 @@ def check_model_access(model_cfg) -> None:
         ) from None
     except HfHubHTTPError as error:
         _unreachable(repo_id, f"the hub answered {error}")
-    except OSError as error:  # includes huggingface_hub's OfflineModeIsEnabled (a ConnectionError)
-        _unreachable(repo_id, str(error) or type(error).__name__)
-    except Exception as error:  # httpx transport errors (connection refused, DNS, timeout)
-        if type(error).__module__.split(".")[0] != "httpx":
-            raise
+    # no connection (DNS, refused, timeout), or huggingface_hub's OfflineModeIsEnabled (a ConnectionError)
+    except (httpx.TransportError, OSError) as error:
         _unreachable(repo_id, str(error) or type(error).__name__)
 
 

@@ -5,7 +5,7 @@ The hub is mocked: `auth_check` raises the errors huggingface_hub raises for eac
 
 import httpx
 import pytest
-from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from omegaconf import OmegaConf
 
 from compose import compose_train
@@ -74,7 +74,8 @@ def test_accessible_model_passes_with_one_request(monkeypatch, online):
     assert calls == [GEMMA]
 
 
-@pytest.mark.parametrize("error", [httpx.ConnectError("Name or service not known"), OfflineModeIsEnabled("offline")])
+@pytest.mark.parametrize("error", [httpx.ConnectError("Name or service not known"), OfflineModeIsEnabled("offline"),
+                                   httpx.ReadTimeout("timed out"), hub_error(HfHubHTTPError, 503)])
 def test_unreachable_hub_without_a_cached_copy_is_refused(monkeypatch, online, error):
     answer(monkeypatch, error)
     with pytest.raises(ConfigError, match="cannot reach the Hugging Face hub"):
