@@ -33,5 +33,5 @@ PY
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
-# a wall-clock guard on top of the script's own budget (--budget-s)
-exec timeout 470 "$PY" scripts/gpu_check.py "$@"
+# 8 minutes in all: the script's own budget (--budget-s; a later --budget-s in "$@" wins) and a hard stop
+exec timeout $((470 - SECONDS)) "$PY" scripts/gpu_check.py --budget-s $((440 - SECONDS)) "$@"
