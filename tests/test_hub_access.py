@@ -134,3 +134,28 @@ def test_training_stops_before_wandb_starts(monkeypatch, online, tmp_path):
     cfg = compose_train("+task=gsm8k", "profile=cpu", "model=gemma3-1b-it", "logger=wandb", f"output_dir={tmp_path}")
     with pytest.raises(ConfigError, match="gated"):
         grpo.train.run_training(cfg)
+
+
+def test_standalone_evaluation_stops_before_loading(monkeypatch, online, tmp_path):
+    import eval.generate
+    from eval.run import run_eval
+
+    answer(monkeypatch, hub_error(GatedRepoError, 401))
+    monkeypatch.setattr(eval.generate, "build_generator", lambda *a: pytest.fail("model loaded before the access check"))
+    cfg = compose_train("+task=gsm8k", "profile=cpu", "model=gemma3-1b-it", "eval.limit=2", config_name="eval")
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path)
+    with pytest.raises(ConfigError, match="huggingface.co/google/gemma-3-1b-it"):
+        run_eval(cfg)
+
+
+def test_sft_stage_stops_before_wandb_starts(monkeypatch, online, tmp_path):
+    import grpo.sft
+
+    answer(monkeypatch, hub_error(GatedRepoError, 401))
+    monkeypatch.setattr(grpo.sft, "_start_tracking", lambda *a: pytest.fail("W&B started before the access check"))
+    cfg = compose_train("+task=gsm8k", "profile=cpu", "model=gemma3-1b-it", "sft=gsm8k_cot", f"output_dir={tmp_path}")
+    with pytest.raises(ConfigError, match="hf auth login"):
+        grpo.sft.run_sft(cfg, tmp_path / "sft")
