@@ -12,15 +12,15 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
   into a oneDNN (or SGL) kernel handle and drops the original tensor, so TRL 1.16's sync fails with
   `'Parameter' object has no attribute 'weight_loader'` (and would not reach the packed copy anyway).
   `reload_weights` restores the layers, loads, and packs again.
+- always, for LoRA (`sync_merged_copy`): the weights sent to vLLM are computed out of place,
+  W + scale * B @ A, instead of TRL 1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which
+  rounds twice per sync and drifts (trl #6688: 17% of base weights changed after 100 syncs;
+  tests/test_weight_sync.py); and only the weights LoRA changes are sent (not frozen embeddings or
+  vision/audio towers, trl #5269). Written for TRL 1.16.0: on any other version it warns and steps aside.
 
-- always, for LoRA: the weights sent to vLLM are computed out of place, W + scale * B @ A, instead of TRL
-  1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which rounds twice per sync and drifts
-  (trl #6688: 17% of base weights changed after 100 syncs; tests/test_weight_sync.py); and only the
-  weights LoRA changes are sent (not frozen embeddings or vision/audio towers; trl #5269).
-
-Every patch of TRL lives in this module, names the TRL version it was written for, and steps aside with a
-warning on any other version. Call `prepare_vllm(cfg.rollout)` after validation and before
-`GRPOTrainer(...)`; it does nothing for rollout=hf and never imports vLLM itself.
+`fit_vllm_context` sizes the colocated engine's context to the longest prompt + max_completion_length.
+Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
+rollout=hf and never imports vLLM itself.
 """
 
 import functools
