@@ -6,7 +6,9 @@
 1. the tests marked `gpu` (SDPA against eager in bf16, the bf16 weight-sync drift on CUDA);
 2. `--steps` GRPO steps each of randomly initialised Gemma 3 1B-shaped (Gemma3ForCausalLM) and 4B-shaped
    (Gemma3ForConditionalGeneration, vision tower included) models, through grpo.train.run_training with
-   profile=gpu, bf16, LoRA and rollout=hf; per model: step time, completion tokens/s, peak GPU memory;
+   profile=gpu, bf16, LoRA and rollout=hf; per model: step time (mean of the steps after the first),
+   completion tokens/s (completion tokens per second of the whole step, generation and update), and peak
+   GPU memory (torch's max_memory_allocated, and reserved);
 3. the bf16 drift check: 100 weight syncs of the 1B-shaped LoRA model, TRL's in-place merge/unmerge
    against grpo/vllm_env.py's out-of-place merge, on the GPU.
 
