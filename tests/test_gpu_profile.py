@@ -76,3 +76,12 @@ def test_vllm_context_is_left_alone_when_not_ours_to_set(args):
     before = args.vllm_max_model_length
     assert fit_vllm_context(args, {"prompt": []}, tokenizer=None) is None
     assert args.vllm_max_model_length == before
+
+
+@pytest.mark.parametrize("experiment", ["gemma3-4b-thinking", "gpu-gsm8k-1b"])
+def test_gpu_profile_validates_with_every_grpo_recipe(tmp_path, gpu_machine_packages, experiment):
+    cfg = compose_train(f"+experiment={experiment}", "profile=gpu")
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path)
+    validate_training_config(cfg, cuda=True)
+    assert cfg.trainer.gradient_checkpointing == cfg.model.gpu.gradient_checkpointing
