@@ -134,20 +134,40 @@ class VLLMGenerator:
     def __init__(self, model_path: str, tokenizer, stop_token_ids: list[int], adapter: str | None = None,
                  seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.8):
-        from vllm import LLM
-
         self.tokenizer = tokenizer
         self.stop_token_ids = stop_token_ids
         self.lora_request = None
-        lora_kwargs = {}
+        self.engine_kwargs = {"model": model_path, "seed": seed, "dtype": dtype,
+                              "gpu_memory_utilization": gpu_memory_utilization}
         if adapter:
             from vllm.lora.request import LoRARequest
 
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
-            lora_kwargs = {"enable_lora": True, "max_lora_rank": max(rank, 8)}
+            self.engine_kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(rank))
             self.lora_request = LoRARequest("adapter", 1, str(adapter))
-        self.llm = LLM(model=model_path, seed=seed, dtype=dtype, max_model_len=max_model_len,
-                       gpu_memory_utilization=gpu_memory_utilization, **lora_kwargs)
+        # null: sized at the first generate() call from its prompts (see _engine)
+        self.max_model_len = max_model_len
+        self.llm = None
+
+    def _engine(self, longest_prompt: int, max_new_tokens: int):
+        """Start vLLM once, with a context sized to the prompts rather than the model's 32k-128k, which
+        would reserve a KV cache for one huge sequence instead of many evaluation prompts."""
+        needed = longest_prompt + max_new_tokens
+        if self.llm is None:
+            from vllm import LLM
+
+            if self.max_model_len is None:
+                # room for later, longer evaluations (held-out domains) without a second engine
+                self.max_model_len = -(-2 * needed // 1024) * 1024
+                log.info("vLLM: max_model_len %d (longest prompt %d + %d new tokens, doubled, rounded up)",
+                         self.max_model_len, longest_prompt, max_new_tokens)
+            self.llm = LLM(max_model_len=self.max_model_len, **self.engine_kwargs)
+        elif needed > self.max_model_len:
+            raise ValueError(
+                f"an evaluation prompt needs {needed} tokens but vLLM was started with max_model_len "
+                f"{self.max_model_len}: set rollout.trainer_overrides.vllm_max_model_length={needed} or more"
+            )
+        return self.llm
 
     def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
         from vllm import SamplingParams
@@ -164,9 +184,36 @@ class VLLMGenerator:
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
         ]
         # the chat template already starts with <bos>, as in HFGenerator
-        prompts = [{"prompt_token_ids": ids} for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        outputs = self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=False)
+        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        llm = self._engine(max(map(len, token_ids), default=0), max_new_tokens)
+        prompts = [{"prompt_token_ids": ids} for ids in token_ids]
+        outputs = llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=False)
         return [[choice.text for choice in out.outputs] for out in outputs]
+
+
+# The LoRA ranks vLLM 0.31 accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks); read from vLLM when
+# it is installed.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def accepted_lora_ranks() -> tuple[int, ...]:
+    try:
+        from typing import get_args
+
+        from vllm.config.lora import MaxLoRARanks
+
+        return tuple(sorted(get_args(MaxLoRARanks))) or VLLM_LORA_RANKS
+    except Exception:
+        return VLLM_LORA_RANKS
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts that holds an adapter of rank `rank` (vLLM refuses other values)."""
+    for allowed in accepted_lora_ranks():
+        if rank <= allowed:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above the largest rank vLLM serves ({VLLM_LORA_RANKS[-1]}); "
+                     "evaluate it with rollout=hf")
 
 
 def vllm_available() -> bool:
@@ -197,6 +244,33 @@ def vllm_generator(cfg, adapter: str | None, seed: int) -> VLLMGenerator:
     )
 
 
+def trained_with_qlora(cfg, adapter: str | None) -> bool:
+    """The adapter was trained on a 4-bit base: this config says peft=qlora, or the training run's
+    resolved_config.yaml beside the adapter does."""
+    if cfg.get("peft") is not None and cfg.peft.method == "qlora":
+        return True
+    if adapter:
+        run_config = Path(adapter).parent / "resolved_config.yaml"
+        if run_config.exists():
+            from omegaconf import OmegaConf
+
+            return OmegaConf.select(OmegaConf.load(run_config), "peft.method") == "qlora"
+    return False
+
+
+def warn_if_qlora_adapter_on_bf16_base(cfg, adapter: str | None) -> bool:
+    """vLLM serves the base in bf16: a QLoRA adapter then runs on other weights than it was trained on
+    (trl #3466 measured the rounding), so the scores are not the trained model's. Say so."""
+    if not adapter or not trained_with_qlora(cfg, adapter):
+        return False
+    log.warning(
+        "adapter %s was trained with QLoRA (4-bit NF4 base) but vLLM evaluates it on the bf16 base: scores "
+        "may differ from the trained model's. For the trained model's own scores use rollout=hf, which "
+        "loads the 4-bit base.", adapter,
+    )
+    return True
+
+
 def build_generator(cfg, adapter: str | None = None) -> Generator:
     """The generator the standalone evaluator uses: vLLM when the rollout config asks for it and vLLM
     can run here, else transformers generate on the model loaded as training loads it."""
@@ -205,6 +279,7 @@ def build_generator(cfg, adapter: str | None = None) -> Generator:
     seed = cfg.eval.get("seed", cfg.seed)
     if str(cfg.rollout.name).startswith("vllm"):
         if vllm_available():
+            warn_if_qlora_adapter_on_bf16_base(cfg, adapter)
             return vllm_generator(cfg, adapter, seed)
         log.warning("rollout=%s but vLLM is not installed here; using transformers generate", cfg.rollout.name)
     # an adapter trained with QLoRA is evaluated on the 4-bit base it was trained on

@@ -37,6 +37,9 @@ def run_eval(cfg: DictConfig, generator=None) -> dict:
     prepared = [(evaluator, evaluator.load(cfg, limit)) for evaluator in selected_evaluators(cfg)]
     if generator is None:
         from eval.generate import build_generator
+        from grpo.hub_access import check_model_access
+
+        check_model_access(cfg.model)
 
         generator = build_generator(cfg, cfg.get("adapter"))
     results = {"model": cfg.model.name, "adapter": cfg.get("adapter"), "limit": limit}

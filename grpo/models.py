@@ -80,12 +80,41 @@ def load_tokenizer(model_cfg, path: str | None = None):
         tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    template_kwargs = model_cfg.get("chat_template_kwargs")
+    if template_kwargs:
+        bind_chat_template_kwargs(tokenizer, dict(template_kwargs))
     return tokenizer
 
 
+def bind_chat_template_kwargs(tokenizer, template_kwargs: dict) -> None:
+    """Make `template_kwargs` (e.g. Gemma 4's enable_thinking=False) the default of every
+    `tokenizer.apply_chat_template` call, so TRL's rollout prompts, the evaluators and SFT formatting
+    render one and the same prompt; a caller's own keyword still wins."""
+    import functools
+
+    method = type(tokenizer).apply_chat_template
+    tokenizer.apply_chat_template = functools.partial(method, tokenizer, **template_kwargs)
+
+
 def eos_token_ids(model_cfg, tokenizer) -> list[int]:
-    ids = [tokenizer.convert_tokens_to_ids(token) for token in model_cfg.eos_tokens]
-    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
+    """The ids of `model.eos_tokens`. An entry the tokenizer does not know is an error: dropping it
+    silently let a model generate past the end of its turn (Gemma 4 closes turns with `<turn|>`, not
+    Gemma 3's `<end_of_turn>`)."""
+    from grpo.validate import ConfigError
+
+    ids, unknown = [], []
+    for token in model_cfg.eos_tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or (token_id == tokenizer.unk_token_id and token != tokenizer.unk_token):
+            unknown.append(token)
+        else:
+            ids.append(token_id)
+    if unknown:
+        raise ConfigError(
+            f"model.eos_tokens: {', '.join(unknown)} not in the tokenizer of model={model_cfg.name}; use the "
+            "model's own turn-end tokens (Gemma 3: <end_of_turn>, Gemma 4: <turn|>) and <eos>"
+        )
+    return ids
 
 
 def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = None):

@@ -103,6 +103,9 @@ def run_sft(cfg: DictConfig, output_dir: Path) -> Path:
     started = time.time()
     output_dir = Path(output_dir)
     check_output_dir(str(output_dir))
+    from grpo.hub_access import check_model_access
+
+    check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     cfg = _with_output_dir(cfg, output_dir)
     OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     log.info(

@@ -16,9 +16,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from grpo.hub_access import check_model_access
 from grpo.profile import apply_auto_profile
 from grpo.validate import ConfigError, validate_training_config
-from grpo.vllm_env import prepare_vllm
+from grpo.vllm_env import fit_vllm_context, prepare_vllm
 
 log = logging.getLogger("grpo.train")
 
@@ -30,6 +31,7 @@ def run_training(cfg: DictConfig) -> Path:
     started = time.time()
     cuda = _cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
+    check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     output_dir = Path(cfg.output_dir)
     cfg = as_run(cfg, plan)
     log_resolved(cfg, plan, cuda, output_dir)
@@ -47,6 +49,7 @@ def run_training(cfg: DictConfig) -> Path:
     train_dataset, data_report = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
+    fit_vllm_context(args, train_dataset, tokenizer)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
 
     stop = trainer.graceful_stop.install()

@@ -12,7 +12,13 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
   into a oneDNN (or SGL) kernel handle and drops the original tensor, so TRL 1.16's sync fails with
   `'Parameter' object has no attribute 'weight_loader'` (and would not reach the packed copy anyway).
   `reload_weights` restores the layers, loads, and packs again.
+- always, for LoRA (`sync_merged_copy`): the weights sent to vLLM are computed out of place,
+  W + scale * B @ A, instead of TRL 1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which
+  rounds twice per sync and drifts (trl #6688: 17% of base weights changed after 100 syncs;
+  tests/test_weight_sync.py); and only the weights LoRA changes are sent (not frozen embeddings or
+  vision/audio towers, trl #5269). Written for TRL 1.16.0: on any other version it warns and steps aside.
 
+`fit_vllm_context` sizes the colocated engine's context to the longest prompt + max_completion_length.
 Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
 rollout=hf and never imports vLLM itself.
 """
@@ -20,11 +26,14 @@ rollout=hf and never imports vLLM itself.
 import functools
 import logging
 import os
+from contextlib import nullcontext
 
 log = logging.getLogger(__name__)
 
 VLLM_DTYPES = ("auto", "bfloat16", "float32")
 WEIGHT_SYNCS = ("trl", "reload")
+# The TRL release whose VLLMGeneration._iter_named_params the out-of-place merge replaces.
+PATCHED_TRL_VERSION = "1.16.0"
 
 
 def prepare_vllm(rollout_cfg) -> dict[str, str]:
@@ -40,6 +49,7 @@ def prepare_vllm(rollout_cfg) -> dict[str, str]:
         raise ValueError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
     if sync == "reload":
         sync_colocated_by_reload()
+    sync_merged_copy()
     return applied
 
 
@@ -87,9 +97,126 @@ def sync_colocated_by_reload() -> None:
         if self.mode != "colocate":
             return trl_sync(self)
         runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-        runner.reload_weights(weights_iterator=self._iter_named_params())
+        ours = getattr(type(self)._iter_named_params, "merges_out_of_place", False)
+        weights = self._iter_named_params(all_weights=True) if ours else self._iter_named_params()
+        runner.reload_weights(weights_iterator=weights)
         self.llm.reset_prefix_cache()
 
     sync_weights.reloads = True
     VLLMGeneration.sync_weights = sync_weights
     log.info("vLLM: colocated weight sync by reload_weights")
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def longest_prompt_tokens(prompts, tokenizer) -> int:
+    """Tokens in the longest prompt as the policy sees it (chat template with the generation prompt).
+    Rendered in one call and tokenized in one batch: ~5 s for GSM8K's 7,473 prompts on 2 cores."""
+    prompts = list(prompts)
+    if not prompts:
+        return 0
+    if isinstance(prompts[0], str):
+        texts = prompts
+    else:  # the template already starts with <bos>
+        texts = tokenizer.apply_chat_template(prompts, tokenize=False, add_generation_prompt=True)
+    return max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int | None:
+    """Size the colocated engine's context to what a rollout needs: the longest training prompt plus
+    `max_completion_length`, rounded up. Left unset, vLLM plans for the model's whole context (32k for
+    Gemma 3 1B, 128k for 4B) and must fit one such sequence in its KV cache, which the per-model memory
+    share does not allow for the larger models. Returns the length set, or None when nothing was changed
+    (no colocated vLLM, or the config sets `vllm_max_model_length` itself)."""
+    if not args.use_vllm or args.vllm_mode != "colocate" or args.vllm_max_model_length is not None:
+        return None
+    longest = longest_prompt_tokens(train_dataset["prompt"], tokenizer)
+    args.vllm_max_model_length = round_up(longest + args.max_completion_length, multiple)
+    log.info(
+        "vLLM: max_model_len %d (longest prompt %d tokens + max_completion_length %d, rounded up to %d)",
+        args.vllm_max_model_length, longest, args.max_completion_length, multiple,
+    )
+    return args.vllm_max_model_length
+
+
+def merged_named_weights(peft_model, fix_name=lambda name: name, only_changed: bool = False):
+    """(name, tensor) for every base-model weight, with each active LoRA adapter folded in out of place:
+    a new tensor `W + get_delta_weight()` per adapted layer (added in float32, rounded once to W's dtype),
+    the base weights themselves never written. Names are the base model's, as TRL 1.16 yields them.
+    One merged tensor exists at a time, so the extra memory is one layer's weight.
+
+    `only_changed`: just the weights LoRA changes (the adapted layers, and any `modules_to_save`). vLLM
+    loaded every other weight from the same checkpoint at start-up, so resending them is pure cost; for
+    multimodal Gemma (3 4B, 4 E2B/E4B) it also keeps the frozen vision and audio towers, whose
+    transformers-5 names vLLM's loader may not map (trl #5269), out of the sync."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    deltas = {}
+    for module in peft_model.modules():
+        if not isinstance(module, BaseTunerLayer) or module.merged:
+            continue
+        weight = module.get_base_layer().weight
+        for adapter in module.active_adapters:
+            if adapter in getattr(module, "lora_A", {}) or adapter in getattr(module, "lora_embedding_A", {}):
+                delta = module.get_delta_weight(adapter).float()
+                deltas[id(weight)] = deltas[id(weight)] + delta if id(weight) in deltas else delta
+    for name, param in peft_model.named_parameters():
+        # the same renaming and skipping as TRL 1.16's VLLMGeneration._iter_named_params
+        name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        if peft_model.prefix in name or "original_module" in name:
+            continue
+        delta = deltas.get(id(param))
+        if only_changed and delta is None and "modules_to_save" not in name:
+            continue
+        name = fix_name(name)
+        yield name, param.data if delta is None else (param.data.float() + delta).to(param.dtype)
+
+
+def _uses_dora(peft_model) -> bool:
+    config = getattr(peft_model, "peft_config", {})
+    return any(getattr(c, "use_dora", False) for c in config.values())
+
+
+def sync_merged_copy() -> bool:
+    """Make TRL's weight sync send out-of-place merged weights for LoRA models (colocate and server).
+
+    Only TRL 1.16.0's `_iter_named_params` is replaced, and only its plain-PEFT branch (no FSDP; DeepSpeed
+    ZeRO-3 gathers as before); FSDP, DoRA and non-PEFT models keep TRL's own path. Returns whether the
+    patch is in place.
+    """
+    import trl
+
+    if trl.__version__ != PATCHED_TRL_VERSION:
+        log.warning(
+            "TRL %s is not %s: weight sync left to TRL (merge/unmerge in place, which drifts in bf16, trl #6688)",
+            trl.__version__, PATCHED_TRL_VERSION,
+        )
+        return False
+    from trl.generation.vllm_generation import VLLMGeneration
+
+    trl_iter = VLLMGeneration._iter_named_params
+    if getattr(trl_iter, "merges_out_of_place", False):
+        return True
+
+    @functools.wraps(trl_iter)
+    def _iter_named_params(self, all_weights: bool = False):
+        """`all_weights`: every weight, not only those LoRA changes (vLLM's reload_weights on CPU
+        re-packs whole layers from what it is given)."""
+        from accelerate.utils import is_peft_model
+
+        model = self.model
+        if not is_peft_model(model) or self._dist.is_fsdp or _uses_dora(model):
+            yield from trl_iter(self)
+            return
+        gather = getattr(self._dist, "gather_params", None)
+        with gather(list(model.parameters())) if gather else nullcontext():
+            fix = functools.partial(self._fix_param_name_to_vllm, extra_prefixes=["modules_to_save.default."])
+            yield from merged_named_weights(model, fix, only_changed=not all_weights)
+
+    _iter_named_params.merges_out_of_place = True
+    _iter_named_params.trl_original = trl_iter
+    VLLMGeneration._iter_named_params = _iter_named_params
+    log.info("vLLM weight sync: LoRA merged out of place (base weights untouched)")
+    return True

@@ -27,7 +27,7 @@ def _pretend_bitsandbytes(monkeypatch):
 
 
 def test_every_preset_is_listed():
-    assert set(PRESETS) == SFT_ONLY | {"gemma3-4b-thinking"}
+    assert set(PRESETS) == SFT_ONLY | {"gemma3-4b-thinking", "gpu-gsm8k-1b"}
     for name in PRESETS:
         assert (REPO / "conf" / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
 
@@ -83,3 +83,19 @@ def test_dolly_full_runs_the_forgetting_eval(tmp_path):
     validate_sft_config(cfg, cuda=False, then_grpo=False)
     assert (cfg.model.name, cfg.peft.method, cfg.sft.name) == ("gemma3-270m", "full", "instruction")
     assert list(cfg.eval.domains) == ["pubmedqa", "mmlu"] and cfg.eval.limit > 0 and cfg.eval.task is False
+
+
+def test_gpu_recipe_is_the_one_gpu_hour_gsm8k_run(tmp_path, monkeypatch):
+    """docs/gpu.md: Gemma 3 1B IT, group 8, 512-token completions, LoRA at 10x TRL's full fine-tuning rate."""
+    from trl import GRPOConfig
+
+    import grpo.validate
+
+    real = grpo.validate.find_spec
+    monkeypatch.setattr(grpo.validate, "find_spec", lambda name: object() if name == "vllm" else real(name))
+    cfg = _compose(tmp_path, "gpu-gsm8k-1b", "profile=gpu")
+    plan, _, _ = validate_training_config(cfg, cuda=True)
+    assert (cfg.model.name, cfg.peft.method, cfg.rollout.name) == ("gemma3-1b-it", "lora", "vllm_colocate")
+    assert (cfg.trainer.num_generations, cfg.trainer.max_completion_length) == (8, 512)
+    assert cfg.trainer.learning_rate == pytest.approx(10 * GRPOConfig.__dataclass_fields__["learning_rate"].default)
+    assert plan.completions_per_step == 64 and cfg.eval.final_full is True
