@@ -100,6 +100,13 @@ def check_sft_trainer(trainer: DictConfig, cuda: bool) -> None:
 
 def run_sft(cfg: DictConfig, output_dir: Path) -> Path:
     """Train the SFT stage into output_dir; return the adapter (or full model) directory."""
+    from grpo.patches import patched_for_run
+
+    with patched_for_run():
+        return _train_sft(cfg, output_dir)
+
+
+def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
     started = time.time()
     output_dir = Path(output_dir)
     check_output_dir(str(output_dir))

@@ -3,6 +3,8 @@
 import logging
 import os
 
+from grpo.patches import guard_wandb_log
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ def start_wandb(logger_cfg, run_name: str, output_dir: str, config: dict, resume
                 settings=wandb.Settings(init_timeout=60, silent=True),
             )
             log.info("W&B: %s run %s in %s", attempt, run_name, output_dir)
-            _guard_log(wandb)
+            guard_wandb_log(wandb)
             return ["wandb"]
         except Exception as error:  # W&B trouble must never stop training
             log.warning("W&B %s start failed (%s)", attempt, error)
@@ -57,37 +59,6 @@ def _reset_wandb() -> None:
         wandb.teardown()
     except Exception as error:
         log.warning("W&B teardown failed (%s)", error)
-
-
-def _guard_log(wandb) -> None:
-    """Make `wandb.log` (what transformers' WandbCallback calls) survive a failing W&B mid-run.
-
-    On the first error the run is re-opened offline under the same id (synced later with
-    `wandb sync`) and the row logged again; if that fails too, W&B logging is switched off.
-    Training never stops for it: metrics.jsonl has every row either way.
-    """
-
-    def log_or_fall_back(*args, **kwargs):
-        try:
-            return wandb.run.log(*args, **kwargs)
-        except Exception as error:  # W&B trouble must never stop training
-            log.warning("W&B log failed mid-run (%s); continuing offline", error)
-        try:
-            run = wandb.run
-            resume = dict(id=run.id, project=run.project, dir=run.settings.root_dir)
-            try:
-                wandb.finish()
-            except Exception:
-                pass
-            wandb.init(mode="offline", resume="allow", **resume)
-            _guard_log(wandb)  # wandb.init rebinds wandb.log to the new run
-            return wandb.run.log(*args, **kwargs)
-        except Exception as error:
-            log.warning("W&B offline fallback failed too (%s); W&B off, metrics.jsonl has every step", error)
-            wandb.log = lambda *args, **kwargs: None
-            return None
-
-    wandb.log = log_or_fall_back
 
 
 def finish_wandb() -> None:

@@ -27,7 +27,15 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run_training(cfg: DictConfig) -> Path:
-    """Train as configured; return the output directory."""
+    """Train as configured; return the output directory. Library patches the run applies are undone
+    when it ends (grpo/patches.py), so a sweep's next trial starts clean."""
+    from grpo.patches import patched_for_run
+
+    with patched_for_run():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> Path:
     started = time.time()
     cuda = _cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
@@ -221,9 +229,10 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
-    from grpo.trl_patches import score_only_completion_tokens_on_cpu
+    from grpo.patches import score_only_completion_tokens_on_cpu
 
-    score_only_completion_tokens_on_cpu()
+    if not _cuda_available():
+        score_only_completion_tokens_on_cpu()
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
     graceful_stop = GracefulStop()

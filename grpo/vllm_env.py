@@ -12,34 +12,31 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
   into a oneDNN (or SGL) kernel handle and drops the original tensor, so TRL 1.16's sync fails with
   `'Parameter' object has no attribute 'weight_loader'` (and would not reach the packed copy anyway).
   `reload_weights` restores the layers, loads, and packs again.
-- always, for LoRA (`sync_merged_copy`): the weights sent to vLLM are computed out of place,
-  W + scale * B @ A, instead of TRL 1.16's `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which
-  rounds twice per sync and drifts (trl #6688: 17% of base weights changed after 100 syncs;
-  tests/test_weight_sync.py); and only the weights LoRA changes are sent (not frozen embeddings or
-  vision/audio towers, trl #5269). Written for TRL 1.16.0: on any other version it warns and steps aside.
+- always, for LoRA: the weights sent to vLLM are computed out of place, W + scale * B @ A
+  (`merged_named_weights`, installed by grpo/patches.py `sync_merged_copy`), instead of TRL 1.16's
+  `merge_adapter()` / `unmerge_adapter()` on the bf16 base, which rounds twice per sync and drifts
+  (trl #6688; tests/test_weight_sync.py); and only the weights LoRA changes are sent.
+The replacements of TRL's internals themselves live in grpo/patches.py.
 
 `fit_vllm_context` sizes the colocated engine's context to the longest prompt + max_completion_length.
 Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
 rollout=hf and never imports vLLM itself.
 """
 
-import functools
 import logging
 import os
-from contextlib import nullcontext
 
 log = logging.getLogger(__name__)
 
-VLLM_DTYPES = ("auto", "bfloat16", "float32")
 WEIGHT_SYNCS = ("trl", "reload")
-# The TRL release whose VLLMGeneration._iter_named_params the out-of-place merge replaces.
-PATCHED_TRL_VERSION = "1.16.0"
 
 
 def prepare_vllm(rollout_cfg) -> dict[str, str]:
     """Apply the rollout config's vLLM environment and engine dtype; return the variables set here."""
     if not str(rollout_cfg.name).startswith("vllm"):
         return {}
+    from grpo.patches import pin_colocated_dtype, sync_colocated_by_reload, sync_merged_copy
+
     applied = apply_env(rollout_cfg.get("env") or {})
     dtype = rollout_cfg.get("vllm_dtype")
     if dtype and dtype != "auto":
@@ -63,48 +60,6 @@ def apply_env(env) -> dict[str, str]:
     if applied:
         log.info("vLLM environment: %s", " ".join(f"{k}={v}" for k, v in applied.items()))
     return applied
-
-
-def pin_colocated_dtype(dtype: str) -> None:
-    """Make TRL's colocated vLLM engine run in `dtype` (TRL 1.16 builds `LLM(...)` without a dtype).
-
-    TRL's module holds its own reference to `vllm.LLM`; it is wrapped once, with `dtype` preset.
-    """
-    if dtype not in VLLM_DTYPES:
-        raise ValueError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
-    from trl.generation import vllm_generation
-
-    llm = vllm_generation.LLM
-    base = llm.func if isinstance(llm, functools.partial) else llm
-    vllm_generation.LLM = functools.partial(base, dtype=dtype)
-    log.info("vLLM: colocated engine dtype %s", dtype)
-
-
-def sync_colocated_by_reload() -> None:
-    """Replace TRL's colocated weight sync with vLLM's `reload_weights` (server mode is left as it is).
-
-    Same weights as TRL sends (`_iter_named_params` merges LoRA, yields full tensors under vLLM's names,
-    unmerges), same prefix-cache reset after; only the way they enter the engine differs.
-    """
-    from trl.generation.vllm_generation import VLLMGeneration
-
-    trl_sync = VLLMGeneration.sync_weights
-    if getattr(trl_sync, "reloads", False):
-        return
-
-    @functools.wraps(trl_sync)
-    def sync_weights(self):
-        if self.mode != "colocate":
-            return trl_sync(self)
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-        ours = getattr(type(self)._iter_named_params, "merges_out_of_place", False)
-        weights = self._iter_named_params(all_weights=True) if ours else self._iter_named_params()
-        runner.reload_weights(weights_iterator=weights)
-        self.llm.reset_prefix_cache()
-
-    sync_weights.reloads = True
-    VLLMGeneration.sync_weights = sync_weights
-    log.info("vLLM: colocated weight sync by reload_weights")
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -174,49 +129,6 @@ def merged_named_weights(peft_model, fix_name=lambda name: name, only_changed: b
         yield name, param.data if delta is None else (param.data.float() + delta).to(param.dtype)
 
 
-def _uses_dora(peft_model) -> bool:
+def uses_dora(peft_model) -> bool:
     config = getattr(peft_model, "peft_config", {})
     return any(getattr(c, "use_dora", False) for c in config.values())
-
-
-def sync_merged_copy() -> bool:
-    """Make TRL's weight sync send out-of-place merged weights for LoRA models (colocate and server).
-
-    Only TRL 1.16.0's `_iter_named_params` is replaced, and only its plain-PEFT branch (no FSDP; DeepSpeed
-    ZeRO-3 gathers as before); FSDP, DoRA and non-PEFT models keep TRL's own path. Returns whether the
-    patch is in place.
-    """
-    import trl
-
-    if trl.__version__ != PATCHED_TRL_VERSION:
-        log.warning(
-            "TRL %s is not %s: weight sync left to TRL (merge/unmerge in place, which drifts in bf16, trl #6688)",
-            trl.__version__, PATCHED_TRL_VERSION,
-        )
-        return False
-    from trl.generation.vllm_generation import VLLMGeneration
-
-    trl_iter = VLLMGeneration._iter_named_params
-    if getattr(trl_iter, "merges_out_of_place", False):
-        return True
-
-    @functools.wraps(trl_iter)
-    def _iter_named_params(self, all_weights: bool = False):
-        """`all_weights`: every weight, not only those LoRA changes (vLLM's reload_weights on CPU
-        re-packs whole layers from what it is given)."""
-        from accelerate.utils import is_peft_model
-
-        model = self.model
-        if not is_peft_model(model) or self._dist.is_fsdp or _uses_dora(model):
-            yield from trl_iter(self)
-            return
-        gather = getattr(self._dist, "gather_params", None)
-        with gather(list(model.parameters())) if gather else nullcontext():
-            fix = functools.partial(self._fix_param_name_to_vllm, extra_prefixes=["modules_to_save.default."])
-            yield from merged_named_weights(model, fix, only_changed=not all_weights)
-
-    _iter_named_params.merges_out_of_place = True
-    _iter_named_params.trl_original = trl_iter
-    VLLMGeneration._iter_named_params = _iter_named_params
-    log.info("vLLM weight sync: LoRA merged out of place (base weights untouched)")
-    return True

@@ -25,10 +25,10 @@ TRL 1.16 only sends its profiling timers to W&B/MLflow/Trackio, so the child rec
 `trl.extras.profiling.ProfilingContext._log_metrics`. Variants:
 
   ours          grpo.train's trainer (build_trainer: guards, metrics.jsonl, eval callback, CPU log-prob patch)
-  ours-nopatch  the same, with TRL's scoring of every prompt position restored (grpo/trl_patches.py undone)
+  ours-nopatch  the same, with TRL's scoring of every prompt position restored (grpo/patches.py undone)
   plain         scripts/bench_plain_trl.py: the same model dir, rows, reward functions, GRPOConfig and
                 LoraConfig straight into trl.GRPOTrainer
-  plain-patched plain with grpo/trl_patches.py applied
+  plain-patched plain with grpo/patches.py applied
 
 Runs alternate (ours, plain, ours, plain, ...) to spread the noise of a shared machine; each run's step
 time is the mean of its steps after the first (the first also pays one-off warm-up), and the summary
@@ -89,15 +89,9 @@ class StepRecorder:
 
 def record_trl_profiling(recorder: StepRecorder) -> None:
     """Route TRL's profiling timers (`profiling_context` / `profiling_decorator`) into the recorder."""
-    from trl.extras.profiling import ProfilingContext
+    from grpo.patches import record_trl_timers
 
-    original = ProfilingContext._log_metrics
-
-    def log_metrics(self, duration: float) -> None:
-        recorder.add(self.name.split(".", 1)[-1], duration)  # "GRPOTrainer.transformers.generate" -> "transformers.generate"
-        original(self, duration)
-
-    ProfilingContext._log_metrics = log_metrics
+    record_trl_timers(recorder.add)
 
 
 def timing_callbacks(recorder: StepRecorder):
@@ -160,7 +154,6 @@ def compose_config(overrides: list[str], output_dir: str):
 def build_variant(variant: str, cfg, recorder: StepRecorder):
     """The trainer of `variant`, built from the same config, rows, rewards and GRPOConfig."""
     import torch
-    import trl.trainer.utils as trl_utils
     from omegaconf import OmegaConf
     from transformers import set_seed
 
@@ -174,7 +167,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
     set_seed(cfg.seed)
     args = grpo_config(cfg, plan, reward_weights, [], output_dir)
     train_dataset, _ = build_task(cfg.task).hf_dataset("train")
-    unpatched = trl_utils._use_triton
+    from grpo.patches import cpu_scoring_patched, undo_cpu_scoring
 
     if variant.startswith("ours"):
         model, tokenizer = load_policy(cfg)
@@ -182,7 +175,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
         if trainer.in_training_eval is not None:
             time_calls(recorder, trainer.in_training_eval, "evaluate", "eval")
         if variant == "ours-nopatch":
-            trl_utils._use_triton = unpatched
+            undo_cpu_scoring()
     else:
         from bench_plain_trl import build_plain_trainer
 
@@ -190,7 +183,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
         from grpo.models import resolve_dtype, resolve_model_path
 
         if variant == "plain-patched":
-            from grpo.trl_patches import score_only_completion_tokens_on_cpu
+            from grpo.patches import score_only_completion_tokens_on_cpu
 
             score_only_completion_tokens_on_cpu()
         trainer = build_plain_trainer(
@@ -204,8 +197,7 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
             args,
             peft_config(cfg),
         )
-    patched = trl_utils._use_triton is not unpatched
-    return trainer, patched
+    return trainer, cpu_scoring_patched()
 
 
 def step_breakdown(record: dict, generation_batch: int, use_vllm: bool) -> dict:

@@ -186,21 +186,18 @@ def train_one(shape_name: str, model_dir: str, out_dir: str, steps: int, overrid
 def drift_check(model_dir: Path, syncs: int = 100) -> dict:
     """Fraction of the adapted layers' base weights changed by `syncs` weight syncs: TRL 1.16's in-place
     merge/unmerge against the out-of-place merge (grpo/vllm_env.py), on the GPU in bf16."""
-    import functools
     import types
     from contextlib import nullcontext
 
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
-    from trl.generation.vllm_generation import VLLMGeneration
-
-    from grpo.vllm_env import sync_merged_copy
+    from grpo.patches import sync_merged_copy, vllm_name_fixer, weight_sync_iterators
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    trl_iter = getattr(VLLMGeneration._iter_named_params, "trl_original", VLLMGeneration._iter_named_params)
     patched = sync_merged_copy()
-    ours = VLLMGeneration._iter_named_params
+    trl_iter, ours = weight_sync_iterators()
+    ours = ours or trl_iter  # not patched (another TRL): both rows measure TRL, and "patched" says so
     result = {"syncs": syncs, "device": device, "patched": patched}
     for label, iterate in (("trl_in_place", trl_iter), ("out_of_place", ours)):
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(device)
@@ -214,7 +211,7 @@ def drift_check(model_dir: Path, syncs: int = 100) -> dict:
         before = {n: p.detach().clone() for n, p in model.named_parameters() if ".base_layer." in n}
         generation = types.SimpleNamespace(
             model=model, _dist=types.SimpleNamespace(is_fsdp=False, gather_params=lambda params: nullcontext()),
-            _fix_param_name_to_vllm=functools.partial(VLLMGeneration._fix_param_name_to_vllm, None),
+            _fix_param_name_to_vllm=vllm_name_fixer(),
         )
         started = time.time()
         for _ in range(syncs):

@@ -4,7 +4,6 @@ the one source of rows, answer format, rewards' tags, evaluation, stop strings a
 import ast
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf

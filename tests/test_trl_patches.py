@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import trl.trainer.utils as trl_utils
-from grpo.trl_patches import score_only_completion_tokens_on_cpu
+from grpo.patches import score_only_completion_tokens_on_cpu
 
 
 def _logps_and_grad(model_dir, input_ids, labels):

@@ -17,8 +17,7 @@ from transformers import AutoModelForCausalLM
 from trl.generation.vllm_generation import VLLMGeneration
 
 from conftest import REPO
-from grpo import vllm_env
-from grpo.vllm_env import sync_merged_copy
+from grpo.patches import sync_merged_copy
 
 TRL_ITER = getattr(VLLMGeneration._iter_named_params, "trl_original", VLLMGeneration._iter_named_params)
 SYNCS = 100
@@ -159,4 +158,4 @@ def test_patch_steps_aside_on_another_trl_version(monkeypatch, caplog):
     monkeypatch.setattr(VLLMGeneration, "_iter_named_params", TRL_ITER)
     assert sync_merged_copy() is False
     assert VLLMGeneration._iter_named_params is TRL_ITER
-    assert "1.17.0" in caplog.text and vllm_env.PATCHED_TRL_VERSION in caplog.text
+    assert "1.17.0" in caplog.text and "==1.16.0" in caplog.text
