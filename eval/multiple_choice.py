@@ -11,12 +11,12 @@ loaded, with a message naming the dataset and the setting that points at local f
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from rewards.extract import extract_choice
 
 from eval.metrics import macro_f1
+from tasks.sources import offline as datasets_offline
 from eval.suite import DatasetUnavailable, EvalResult, eval_seed, fixed_subset, register, settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _hub_subject(opts: dict, subject: str) -> list[dict]:
         "Point eval.mmlu.data_files at local JSON-lines files with fields question, choices, answer "
         "(e.g. exported once with datasets.load_dataset(...).to_json(path)), or drop mmlu from eval.domains."
     )
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    offline = datasets_offline()
     if not offline:
         from tasks.sources import hub_reachable
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from grpo.profile import apply_auto_profile
+from grpo.entry import CONFIG_DIR, prepare_process
 from eval.suite import DatasetUnavailable, selected_evaluators
 
 log = logging.getLogger("eval.run")
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run_eval(cfg: DictConfig, generator=None) -> dict:
@@ -79,5 +78,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    apply_auto_profile()
+    prepare_process()
     main()

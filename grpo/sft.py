@@ -21,7 +21,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from grpo.profile import apply_auto_profile
+from grpo.entry import CONFIG_DIR, prepare_process
+from grpo.profile import cuda_available
 from grpo.validate import (
     ConfigError,
     check_dataclass_fields,
@@ -33,7 +34,6 @@ from grpo.validate import (
 
 log = logging.getLogger("grpo.sft")
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # SFTConfig fields gemma-grpo sets itself (from output_dir, seed, model.dtype, the logger group).
 _SFT_KEYS_WE_SET = {"output_dir", "seed", "run_name", "bf16", "report_to"}
 _GPU_OPTIMIZERS = ("8bit", "bnb", "paged")
@@ -42,7 +42,7 @@ _GPU_OPTIMIZERS = ("8bit", "bnb", "paged")
 def validate_sft_config(cfg: DictConfig, cuda: bool | None = None, then_grpo: bool = True) -> None:
     """Check the SFT stage before anything loads. `then_grpo`: a GRPO stage continues this adapter."""
     if cuda is None:
-        cuda = _cuda_available()
+        cuda = cuda_available()
     sft = cfg.sft
     if sft.name == "none":
         raise ConfigError("sft=none: choose an SFT domain, e.g. sft=gsm8k_cot (see conf/sft/)")
@@ -174,12 +174,6 @@ def _check_not_all_truncated(trainer, cfg: DictConfig) -> None:
     log.info("SFT: %d rows after tokenization (rows whose prompt alone fills max_length are dropped)", kept)
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _with_output_dir(cfg: DictConfig, output_dir: Path) -> DictConfig:
     cfg = cfg.copy()
     with open_dict(cfg):
@@ -268,5 +262,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    apply_auto_profile()
+    prepare_process()
     main()

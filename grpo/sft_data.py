@@ -26,6 +26,7 @@ from omegaconf import open_dict
 
 from tasks import ConfigError, DataReport, build_task, load_task_file
 from tasks.sources import hub_reachable, read_jsonl
+from tasks.sources import offline as datasets_offline
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def load_hub_rows(cfg) -> tuple[Iterable[Row], str]:
 
 
 def _hub_dataset_rows(sft, entry) -> list:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+    offline = datasets_offline()
     why = "the Hub is offline here (HF_HUB_OFFLINE=1)" if offline else None
     if not offline and not hub_reachable():
         why = "the Hugging Face Hub is unreachable from this machine"

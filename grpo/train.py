@@ -17,13 +17,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.hub_access import check_model_access
-from grpo.profile import apply_auto_profile
+from grpo.entry import CONFIG_DIR, prepare_process
+from grpo.profile import cuda_available
 from grpo.validate import ConfigError, validate_training_config
 from grpo.vllm_env import fit_vllm_context, prepare_vllm
 
 log = logging.getLogger("grpo.train")
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run_training(cfg: DictConfig) -> Path:
@@ -37,7 +37,7 @@ def run_training(cfg: DictConfig) -> Path:
 
 def _train(cfg: DictConfig) -> Path:
     started = time.time()
-    cuda = _cuda_available()
+    cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
     check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     output_dir = Path(cfg.output_dir)
@@ -98,12 +98,6 @@ def _profile_choice() -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.get().runtime.choices.get("profile") if HydraConfig.initialized() else None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def log_resolved(cfg: DictConfig, plan, cuda: bool, output_dir: Path) -> None:
@@ -231,7 +225,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     from grpo.metrics import MetricsJsonlCallback
     from grpo.patches import score_only_completion_tokens_on_cpu
 
-    if not _cuda_available():
+    if not cuda_available():
         score_only_completion_tokens_on_cpu()
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
@@ -297,7 +291,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
         return run_training(cfg)
     from grpo.sft import run_sft, validate_sft_config
 
-    validate_training_config(cfg, _cuda_available())
+    validate_training_config(cfg, cuda_available())
     validate_sft_config(cfg)
     root = Path(cfg.output_dir)
     sft_adapter = run_sft(cfg, root / "sft")
@@ -331,5 +325,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    apply_auto_profile()
+    prepare_process()
     main()

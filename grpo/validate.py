@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.batching import BatchConfigError, BatchPlan, plan_batches
+from grpo.entry import CONFIG_DIR
 from tasks import ConfigError, build_task, task_names
 
 __all__ = ["ConfigError", "validate_training_config"]
@@ -164,7 +165,7 @@ def _vllm_cpu_build() -> bool:
 def check_known_keys(cfg: DictConfig, block: str, also: tuple[str, ...] = ()) -> None:
     """`+batch.prompt_per_step=4` adds a key nothing reads; name it and suggest the real one. `also`: keys
     allowed beyond train.yaml's."""
-    reference = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "train.yaml").get(block) or {}
+    reference = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml").get(block) or {}
     for key in cfg.get(block) or {}:
         if key not in reference and key not in also:
             close = difflib.get_close_matches(str(key), list(reference), n=1)

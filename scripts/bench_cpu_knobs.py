@@ -185,4 +185,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from grpo.entry import set_process_settings
+
+    set_process_settings()  # as the commands do: measured figures are those of a real run
     main()

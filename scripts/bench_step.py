@@ -136,19 +136,16 @@ def time_calls(recorder: StepRecorder, obj, method: str, name: str) -> None:
 
 
 def compose_config(overrides: list[str], output_dir: str):
-    from hydra import compose, initialize_config_dir
+    from grpo.entry import compose_config as compose_with_profile
 
-    from grpo.profile import resolve_profile_argv
-
-    overrides, _ = resolve_profile_argv(list(overrides))
+    overrides = list(overrides)
     if not any(o.lstrip("+~").startswith("task=") for o in overrides):
         overrides = ["+task=gsm8k", *overrides]
     if not any(o.startswith("logger=") for o in overrides):
         overrides.append("logger=none")
     if not any(o.startswith("output_dir=") for o in overrides):
         overrides.append(f"output_dir={output_dir}")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        return compose(config_name="train", overrides=overrides), overrides
+    return compose_with_profile(overrides), overrides
 
 
 def build_variant(variant: str, cfg, recorder: StepRecorder):
@@ -475,4 +472,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from grpo.entry import set_process_settings
+
+    set_process_settings()  # as the commands do: measured figures are those of a real run
     main()

@@ -1,0 +1,40 @@
+"""What every command does before Hydra composes its config, and the one way to compose it elsewhere.
+
+`prepare_process()` runs first in each command's `__main__` (grpo.train, grpo.sft, eval.run, and any
+other): the process settings that must precede torch's first allocation, then `profile=auto` resolved
+on the command line. `compose_config()` gives scripts, notebooks and tests the same config a command
+would get, `profile=auto` included, without touching `sys.argv`.
+"""
+
+import os
+from pathlib import Path
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def prepare_process() -> str:
+    """Set the process-wide settings, then resolve `profile=auto` in `sys.argv`; return the profile."""
+    set_process_settings()
+    from grpo.profile import apply_auto_profile
+
+    return apply_auto_profile()
+
+
+def set_process_settings() -> None:
+    """Settings torch reads once per process, at its first allocation (benchmarks call this too)."""
+    # torch's CPU allocator returns every large tensor to the OS when it is freed, and the next step faults
+    # the memory back in 4 KiB at a time: about a third of the CPU time of a 270M SFT step went to the
+    # kernel here. Transparent huge pages (2 MiB) cut those faults 512-fold; docs/performance.md has the
+    # step times. torch reads this at its first allocation; a value set in the shell wins.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
+def compose_config(overrides: list[str], config_name: str = "train"):
+    """The composed config for `overrides`, as `python -m grpo.train <overrides>` would see it."""
+    from hydra import compose, initialize_config_dir
+
+    from grpo.profile import resolve_profile_argv
+
+    overrides, _ = resolve_profile_argv(list(overrides))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose(config_name=config_name, overrides=overrides)
