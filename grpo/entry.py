@@ -13,8 +13,19 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def prepare_process() -> str:
-    """Set the process-wide settings, then resolve `profile=auto` in `sys.argv`; return the profile."""
+    """Set the process-wide settings, then resolve `resume=<run dir>|latest` and `profile=auto` in
+    `sys.argv`; return the profile."""
+    import sys
+
+    from grpo.resume import resolve_resume_argv
+    from tasks import ConfigError
+
     set_process_settings()
+    try:
+        sys.argv[1:] = resolve_resume_argv(sys.argv[1:])
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        sys.exit(2)
     from grpo.profile import apply_auto_profile
 
     return apply_auto_profile()

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.entry import CONFIG_DIR, prepare_process
 from grpo.profile import cuda_available
+from grpo.resume import last_checkpoint
 from grpo.validate import (
     ConfigError,
     check_dataclass_fields,
@@ -145,7 +146,7 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
     _check_not_all_truncated(trainer, cfg)
     stop = callbacks[1].install()
     try:
-        trainer.train(resume_from_checkpoint=_last_checkpoint(cfg, output_dir))
+        trainer.train(resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
     finally:
         stop.uninstall()
     adapter = output_dir / "adapter"
@@ -238,17 +239,6 @@ def _in_training_eval(cfg: DictConfig, metrics):
     from eval.callback import InTrainingEval
 
     return InTrainingEval(cfg, metrics)
-
-
-def _last_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
-    if cfg.get("resume", "auto") == "never":
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(output_dir))
-    if found:
-        log.info("Resuming the SFT stage from %s", found)
-    return found
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="train")

@@ -4,6 +4,8 @@ import logging
 import sys
 from pathlib import Path
 
+from grpo.resume import resume_command
+
 log = logging.getLogger("grpo.train")
 
 
@@ -34,8 +36,8 @@ def print_summary(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by
     ]
     if stopped_by:
         lines.append(
-            f"  stopped by {stopped_by} after a checkpoint; resume with the same command plus "
-            f"hydra.run.dir={output_dir}"
+            f"  stopped by {stopped_by} after a checkpoint; continue it with: "
+            f"{resume_command('grpo.train', output_dir)}"
         )
     lines.append("=" * 72)
     print("\n".join(lines), file=sys.stderr)

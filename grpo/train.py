@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from grpo.hub_access import check_model_access
 from grpo.entry import CONFIG_DIR, prepare_process
 from grpo.profile import cuda_available
+from grpo.resume import last_checkpoint
 from grpo.validate import ConfigError, validate_training_config
 from grpo.vllm_env import fit_vllm_context, prepare_vllm
 
@@ -115,33 +116,6 @@ def log_resolved(cfg: DictConfig, plan, cuda: bool, output_dir: Path) -> None:
         output_dir,
     )
     log.info(plan.explain())
-
-
-def last_checkpoint(resume: str, output_dir: Path) -> str | None:
-    """`auto`: the newest complete checkpoint in output_dir, if any; `never`; or an explicit checkpoint dir.
-
-    A run killed while saving leaves a checkpoint without trainer_state.json (transformers writes it
-    last); resuming from it would crash, so the newest complete one is taken instead.
-    """
-    if resume == "never":
-        return None
-    if resume != "auto":
-        if not (Path(resume) / "trainer_state.json").exists():
-            raise ConfigError(f"resume={resume}: not a complete checkpoint directory; use resume=auto or never")
-        return resume
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    candidates = sorted(
-        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for checkpoint in candidates:
-        if (checkpoint / "trainer_state.json").exists():
-            log.info("Resuming from %s", checkpoint)
-            return str(checkpoint)
-        log.warning("Skipping %s: incomplete (the run stopped while saving it)", checkpoint)
-    return None
 
 
 def start_tracking(cfg: DictConfig, output_dir: Path) -> list[str]:

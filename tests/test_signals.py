@@ -65,4 +65,4 @@ def test_signal_checkpoints_and_exits_zero_with_a_resume_line(tmp_path, tiny_mod
     assert 1 <= int(last.name.split("-")[1]) < 50
     for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth", "adapter_model.safetensors"):
         assert (last / name).exists(), name
-    assert f"stopped by {sig.name} after a checkpoint; resume with the same command plus hydra.run.dir={out}" in output
+    assert f"stopped by {sig.name} after a checkpoint; continue it with: python -m grpo.train <the same overrides> resume={out}" in output
