@@ -28,9 +28,8 @@ def _step(line: str) -> float:
 
 
 class MetricsJsonlCallback(TrainerCallback):
-    def __init__(self, path: Path, extra: dict | None = None):
+    def __init__(self, path: Path):
         self.path = Path(path)
-        self.extra = extra or {}
         self._last_time = None
         self.history: list[dict] = []
 

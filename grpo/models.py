@@ -132,7 +132,7 @@ def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = Non
         "attn_implementation": model_cfg.attn_implementation,
     }
     if peft_cfg is not None and peft_cfg.method == "qlora":
-        kwargs["quantization_config"] = _bnb_config()
+        kwargs["quantization_config"] = bnb_config(peft_cfg)
     # Multimodal checkpoints (Gemma 3 4B+, Gemma 4) load as their ...ForConditionalGeneration class; with
     # transformers >= 5 its training forward needs no token_type_ids for text-only batches (trl #5032,
     # #5807 were on 4.x), and the model's lora_target_modules regex keeps LoRA off the vision tower
@@ -147,12 +147,13 @@ def load_model_and_tokenizer(model_cfg, peft_cfg=None, adapter: str | None = Non
     return model, tokenizer
 
 
-def _bnb_config():
+def bnb_config(peft_cfg):
+    """The 4-bit quantization conf/peft/qlora.yaml describes (quant_type nf4 | fp4, double_quant)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
+        bnb_4bit_quant_type=peft_cfg.get("quant_type", "nf4"),
+        bnb_4bit_use_double_quant=bool(peft_cfg.get("double_quant", True)),
         bnb_4bit_compute_dtype=torch.bfloat16,
     )

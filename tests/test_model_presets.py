@@ -96,3 +96,14 @@ def test_bound_template_kwargs_reach_every_caller():
     assert "<|think|>" not in apply_chat_template({"prompt": chat}, tokenizer)["prompt"]
     # a caller that asks for thinking explicitly still gets it
     assert "<|think|>" in tokenizer.apply_chat_template(chat, tokenize=False, enable_thinking=True)
+
+
+def test_qlora_settings_reach_the_quantization_config():
+    from omegaconf import OmegaConf
+
+    from grpo.models import bnb_config
+
+    peft = OmegaConf.load(REPO / "conf" / "peft" / "qlora.yaml")
+    assert (bnb_config(peft).bnb_4bit_quant_type, bnb_config(peft).bnb_4bit_use_double_quant) == ("nf4", True)
+    peft.quant_type, peft.double_quant = "fp4", False
+    assert (bnb_config(peft).bnb_4bit_quant_type, bnb_config(peft).bnb_4bit_use_double_quant) == ("fp4", False)
