@@ -35,7 +35,7 @@ def run_eval(cfg: DictConfig, generator=None) -> dict:
 
     prepared = [(evaluator, evaluator.load(cfg, limit)) for evaluator in selected_evaluators(cfg)]
     if generator is None:
-        from eval.generate import build_generator
+        from grpo.generators import build_generator
         from grpo.hub_access import check_model_access
 
         check_model_access(cfg.model)

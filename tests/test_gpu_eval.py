@@ -11,8 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from compose import compose_train
-from eval import generate
-from eval.generate import VLLMGenerator, build_generator, vllm_lora_rank
+from eval.generate import VLLMGenerator, vllm_lora_rank
+from grpo import generators
+from grpo.generators import build_generator
 
 
 @pytest.mark.parametrize("rank, served", [(1, 8), (8, 8), (12, 16), (16, 16), (24, 32), (300, 320), (512, 512)])
@@ -76,7 +77,7 @@ def test_vllm_engine_serves_the_adapter_at_an_accepted_rank_and_a_prompt_sized_c
 
 
 def test_gpu_eval_with_a_vllm_rollout_generates_with_vllm(fake_vllm, monkeypatch, tmp_path, tiny_model_dir):
-    monkeypatch.setattr(generate, "vllm_available", lambda: True)
+    monkeypatch.setattr(generators, "vllm_available", lambda: True)
     cfg = compose_train("+task=gsm8k", "profile=gpu", "model=tiny", "rollout=vllm_colocate", config_name="eval")
     generator = build_generator(cfg, None)
     assert isinstance(generator, VLLMGenerator)
@@ -85,14 +86,14 @@ def test_gpu_eval_with_a_vllm_rollout_generates_with_vllm(fake_vllm, monkeypatch
 
 
 def test_qlora_adapter_on_vllms_bf16_base_is_reported(fake_vllm, monkeypatch, tmp_path, caplog):
-    monkeypatch.setattr(generate, "vllm_available", lambda: True)
-    monkeypatch.setattr(generate, "vllm_generator", lambda cfg, adapter, seed: "vllm")
+    monkeypatch.setattr(generators, "vllm_available", lambda: True)
+    monkeypatch.setattr(generators, "vllm_generator", lambda cfg, adapter, seed: "vllm")
     cfg = compose_train("+task=gsm8k", "profile=gpu", "model=tiny", "rollout=vllm_colocate", config_name="eval")
-    with caplog.at_level(logging.WARNING, logger="eval.generate"):
+    with caplog.at_level(logging.WARNING, logger="grpo.generators"):
         build_generator(cfg, str(adapter_dir(tmp_path / "q", 16, method="qlora")))
     assert any("QLoRA" in r.getMessage() and "rollout=hf" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="eval.generate"):
+    with caplog.at_level(logging.WARNING, logger="grpo.generators"):
         build_generator(cfg, str(adapter_dir(tmp_path / "l", 16, method="lora")))
     assert not any("QLoRA" in r.getMessage() for r in caplog.records)
 

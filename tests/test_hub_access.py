@@ -137,11 +137,11 @@ def test_training_stops_before_wandb_starts(monkeypatch, online, tmp_path):
 
 
 def test_standalone_evaluation_stops_before_loading(monkeypatch, online, tmp_path):
-    import eval.generate
+    import grpo.generators
     from eval.run import run_eval
 
     answer(monkeypatch, hub_error(GatedRepoError, 401))
-    monkeypatch.setattr(eval.generate, "build_generator", lambda *a: pytest.fail("model loaded before the access check"))
+    monkeypatch.setattr(grpo.generators, "build_generator", lambda *a: pytest.fail("model loaded before the access check"))
     cfg = compose_train("+task=gsm8k", "profile=cpu", "model=gemma3-1b-it", "eval.limit=2", config_name="eval")
     from omegaconf import open_dict
 

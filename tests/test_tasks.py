@@ -229,14 +229,17 @@ def test_held_out_domain_can_be_any_task():
     assert result.name == "gsm8k" and result.metrics["accuracy_strict"] == 1.0
 
 
-LAYERS = {"rewards": set(), "tasks": {"rewards"}, "eval": {"rewards", "tasks", "grpo"}}
+# rewards at the bottom, tasks on them, evaluation on tasks, training (which evaluates) on top. The one
+# exception is the evaluation command, eval/run.py, which loads models the way training does.
+LAYERS = {"rewards": set(), "tasks": {"rewards"}, "eval": {"rewards", "tasks"}}
 
 
-@pytest.mark.parametrize("package", ["rewards", "tasks"])
+@pytest.mark.parametrize("package", ["rewards", "tasks", "eval"])
 def test_lower_layers_never_import_upwards(package):
-    """rewards at the bottom, tasks on it; training and evaluation on top (STYLE: layers point one way)."""
     ours = {"rewards", "tasks", "eval", "grpo"}
     for path in (REPO / package).glob("*.py"):
+        if path.relative_to(REPO).as_posix() == "eval/run.py":
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
