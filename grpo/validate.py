@@ -218,7 +218,10 @@ def check_sampling(block: DictConfig) -> None:
             f"eval.num_samples={num_samples} with eval.temperature=0: greedy samples are all identical; "
             "set eval.temperature (e.g. 0.8) or eval.num_samples=1"
         )
-    for k in block.get("ks") or []:
+    ks = block.get("ks")
+    if ks is not None and not OmegaConf.is_list(ks) and not isinstance(ks, list):
+        raise ConfigError(f"eval.ks={ks!r} must be a list of sample counts, e.g. eval.ks=[1,4], or null")
+    for k in ks or []:
         check_number(k, "eval.ks[]", minimum=1, integer=True)
         if k > num_samples:
             raise ConfigError(f"eval.ks has {k}: each k must be at most eval.num_samples={num_samples}")

@@ -16,6 +16,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+FUZZ_COUNTS = pytest.StashKey[dict]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = config.stash.get(FUZZ_COUNTS, None)
+    if counts:
+        terminalreporter.write_line(
+            "config fuzz: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+        )
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
