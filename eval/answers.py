@@ -12,6 +12,7 @@ from rewards.safe_verify import VerifyError
 
 from eval.metrics import majority_vote, pass_at_k
 from eval.suite import EvalResult
+from tasks import ConfigError
 
 
 def score_answers(
@@ -33,10 +34,10 @@ def score_answers(
     """
     ks = sorted(set(ks or ([num_samples] if num_samples > 1 else [])))
     if num_samples > 1 and temperature <= 0:
-        raise ValueError(f"eval.num_samples={num_samples} needs eval.temperature > 0 (greedy samples are identical)")
+        raise ConfigError(f"eval.num_samples={num_samples} needs eval.temperature > 0 (greedy samples are identical)")
     too_big = [k for k in ks if not 1 <= k <= num_samples]
     if too_big:
-        raise ValueError(f"eval.ks={too_big}: each k must be between 1 and eval.num_samples={num_samples}")
+        raise ConfigError(f"eval.ks={too_big}: each k must be between 1 and eval.num_samples={num_samples}")
 
     completions = generator.generate(
         [row["prompt"] for row in rows], max_new_tokens, num_samples=num_samples, temperature=temperature, stop=stop

@@ -14,6 +14,8 @@ from typing import Protocol
 
 from transformers import StoppingCriteria
 
+from tasks import ConfigError
+
 log = logging.getLogger(__name__)
 
 Conversation = list[dict[str, str]]
@@ -163,7 +165,7 @@ class VLLMGenerator:
                          self.max_model_len, longest_prompt, max_new_tokens)
             self.llm = LLM(max_model_len=self.max_model_len, **self.engine_kwargs)
         elif needed > self.max_model_len:
-            raise ValueError(
+            raise ConfigError(
                 f"an evaluation prompt needs {needed} tokens but vLLM was started with max_model_len "
                 f"{self.max_model_len}: set rollout.trainer_overrides.vllm_max_model_length={needed} or more"
             )

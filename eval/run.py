@@ -7,7 +7,6 @@ loaded), load the model, score each, write eval_results.json and samples.jsonl, 
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,9 @@ import hydra
 from omegaconf import DictConfig
 
 from grpo.entry import CONFIG_DIR, prepare_process
-from eval.suite import DatasetUnavailable, selected_evaluators
+from grpo.errors import user_errors
+from eval.suite import selected_evaluators
+from tasks import ConfigError
 
 log = logging.getLogger("eval.run")
 
@@ -29,16 +30,21 @@ def run_eval(cfg: DictConfig, generator=None) -> dict:
     started = time.time()
     limit = cfg.eval.limit
     if limit is not None and limit <= 0:
-        raise ValueError("eval.limit must be a positive number of questions, or null for the whole test set")
+        raise ConfigError("eval.limit must be a positive number of questions, or null for the whole test set")
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    from grpo.validate import check_eval
+
+    check_eval(cfg, limit_may_be_null=True)  # sampling settings too, before anything loads
     prepared = [(evaluator, evaluator.load(cfg, limit)) for evaluator in selected_evaluators(cfg)]
     if generator is None:
         from grpo.generators import build_generator
         from grpo.hub_access import check_model_access
+        from grpo.validate import check_context_length
 
         check_model_access(cfg.model)
+        check_context_length(cfg, ("eval.max_new_tokens",))
 
         generator = build_generator(cfg, cfg.get("adapter"))
     results = {"model": cfg.model.name, "adapter": cfg.get("adapter"), "limit": limit}
@@ -70,11 +76,8 @@ def print_summary(results: dict, output_dir: Path) -> None:
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors("eval.run"):
         print_summary(run_eval(cfg), Path(cfg.output_dir))
-    except (DatasetUnavailable, ValueError) as error:
-        log.error("eval: %s", error)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

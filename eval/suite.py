@@ -12,8 +12,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from tasks import ConfigError
 
-class DatasetUnavailable(RuntimeError):
+
+class DatasetUnavailable(ConfigError):
     """An evaluation's data cannot be had here (offline, missing files); the message says what to do."""
 
 
@@ -58,7 +60,7 @@ def get_evaluator(name: str) -> Evaluator:
         task_cfg = load_task_file(name)
     except ConfigError:
         known = sorted({*_EVALUATORS, *task_names()})
-        raise ValueError(f"no evaluator named '{name}'; available: {', '.join(known)}") from None
+        raise ConfigError(f"no evaluator named '{name}'; available: {', '.join(known)}") from None
     return task_evaluator(task_cfg, domain=True)
 
 
@@ -73,7 +75,7 @@ def selected_evaluators(cfg) -> list[Evaluator]:
     evaluators = [task_evaluator(cfg.task)] if cfg.eval.get("task", True) else []
     evaluators += [get_evaluator(str(d)) for d in (cfg.eval.get("domains") or [])]
     if not evaluators:
-        raise ValueError("nothing to evaluate: eval.task=false and eval.domains is empty")
+        raise ConfigError("nothing to evaluate: eval.task=false and eval.domains is empty")
     return evaluators
 
 

@@ -22,6 +22,8 @@ from contextlib import contextmanager, nullcontext
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from tasks import ConfigError
+
 log = logging.getLogger(__name__)
 
 # The versions each patched library was read and tested at.
@@ -126,7 +128,7 @@ def pin_colocated_dtype(dtype: str) -> bool:
     """Make TRL's colocated vLLM engine run in `dtype` (TRL 1.16 builds `LLM(...)` without a dtype; on CPU
     vLLM's `auto` turns a float32 checkpoint into bfloat16 while the policy trains in float32)."""
     if dtype not in VLLM_DTYPES:
-        raise ValueError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
+        raise ConfigError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
     from trl.generation import vllm_generation
 
     if not supported("trl", "pin_colocated_dtype"):

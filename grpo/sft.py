@@ -14,7 +14,6 @@ SFTTrainer, train, save adapter/, done. The run dir holds adapter/, metrics.json
 """
 
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.entry import CONFIG_DIR, prepare_process
+from grpo.errors import user_errors
 from grpo.profile import cuda_available
 from grpo.resume import last_checkpoint
 from grpo.validate import (
@@ -243,12 +243,9 @@ def _in_training_eval(cfg: DictConfig, metrics):
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors("grpo.sft"):
         validate_sft_config(cfg, then_grpo=False)
         run_sft(cfg, Path(cfg.output_dir))
-    except ConfigError as error:
-        log.error("config error: %s", error)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo.hub_access import check_model_access
 from grpo.entry import CONFIG_DIR, prepare_process
+from grpo.errors import user_errors
 from grpo.profile import cuda_available
 from grpo.resume import last_checkpoint
-from grpo.validate import ConfigError, validate_training_config
+from grpo.validate import ConfigError, check_context_length, validate_training_config
 from grpo.vllm_env import fit_vllm_context, prepare_vllm
 
 log = logging.getLogger("grpo.train")
@@ -41,6 +42,7 @@ def _train(cfg: DictConfig) -> Path:
     cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
     check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
+    check_context_length(cfg)
     output_dir = Path(cfg.output_dir)
     cfg = as_run(cfg, plan)
     log_resolved(cfg, plan, cuda, output_dir)
@@ -285,16 +287,13 @@ def main(cfg: DictConfig) -> float | None:
     from grpo.guards import TrainingHalted
     from grpo.sweep_summary import objective
 
-    try:
-        output_dir = run_pipeline(cfg)
-    except ConfigError as error:
-        log.error("config error: %s", error)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # only this trial fails: Hydra records it and runs the others (grpo/sweep_summary.py)
-        sys.exit(2)
-    except TrainingHalted as error:
-        log.error("training stopped: %s", error)
-        sys.exit(3)
+    # in a sweep only the trial fails: Hydra records it and runs the others (grpo/sweep_summary.py)
+    with user_errors("grpo.train", reraise=HydraConfig.get().mode == RunMode.MULTIRUN):
+        try:
+            output_dir = run_pipeline(cfg)
+        except TrainingHalted as error:
+            log.error("training stopped: %s", error)
+            sys.exit(3)
     return objective(output_dir, cfg.task.name)
 
 

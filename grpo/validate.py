@@ -198,9 +198,11 @@ def check_batches(cfg: DictConfig) -> BatchPlan:
         raise ConfigError(str(error)) from None
 
 
-def check_eval(cfg: DictConfig) -> None:
+def check_eval(cfg: DictConfig, limit_may_be_null: bool = False) -> None:
+    """The eval block. `limit_may_be_null`: eval.run, where null means the whole test set."""
     check_known_keys(cfg, "eval", also=tuple(task_names()))  # eval.<task>: a held-out task's field overrides
-    check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
+    if not (limit_may_be_null and cfg.eval.limit is None):
+        check_number(cfg.eval.limit, "eval.limit", minimum=0, integer=True)
     check_number(cfg.eval.every_n_steps, "eval.every_n_steps", minimum=0, integer=True)
     if cfg.eval.max_new_tokens is not None:
         check_number(cfg.eval.max_new_tokens, "eval.max_new_tokens", minimum=1, integer=True)
@@ -225,6 +227,36 @@ def check_sampling(block: DictConfig) -> None:
         check_number(k, "eval.ks[]", minimum=1, integer=True)
         if k > num_samples:
             raise ConfigError(f"eval.ks has {k}: each k must be at most eval.num_samples={num_samples}")
+
+
+def model_context_length(model_cfg) -> int | None:
+    """The most positions the model reads (its config's max_position_embeddings), from config.json alone,
+    without the weights; None when the config cannot be read here."""
+    from transformers import AutoConfig
+
+    from grpo.models import resolve_model_path
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model_cfg))
+    except (OSError, ValueError):  # unreachable or gated: the access check says why
+        return None
+    return getattr(config.get_text_config(), "max_position_embeddings", None)
+
+
+def check_context_length(cfg: DictConfig, settings: tuple[str, ...] = ("trainer.max_completion_length",
+                                                                      "eval.max_new_tokens")) -> None:
+    """New tokens must leave room for a prompt in the model's context: a run asked for far more would
+    otherwise generate for many minutes before anything fails."""
+    context = model_context_length(cfg.model)
+    if not context:
+        return
+    for setting in settings:
+        value = OmegaConf.select(cfg, setting)
+        if isinstance(value, int) and value >= context:
+            raise ConfigError(
+                f"{setting}={value}, but model={cfg.model.name} reads at most {context} tokens, prompt included: "
+                f"set {setting} well below {context} (completions of a few hundred tokens are usual)"
+            )
 
 
 def check_seed(cfg: DictConfig) -> None:

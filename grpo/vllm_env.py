@@ -26,6 +26,8 @@ rollout=hf and never imports vLLM itself.
 import logging
 import os
 
+from tasks import ConfigError
+
 log = logging.getLogger(__name__)
 
 WEIGHT_SYNCS = ("trl", "reload")
@@ -43,7 +45,7 @@ def prepare_vllm(rollout_cfg) -> dict[str, str]:
         pin_colocated_dtype(dtype)
     sync = rollout_cfg.get("weight_sync", "trl")
     if sync not in WEIGHT_SYNCS:
-        raise ValueError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
+        raise ConfigError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
     if sync == "reload":
         sync_colocated_by_reload()
     sync_merged_copy()
