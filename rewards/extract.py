@@ -328,14 +328,20 @@ def answers_match(predicted: str | None, gold: str, *, raise_on_error: bool = Fa
         pred_num = parse_number(pred_value)
         if pred_num is not None:
             return gold_num == pred_num
-    if not (_safe_for_math_verify(pred_value) and _safe_for_math_verify(gold_value)):
+    return _math_verified(gold_value, pred_value, raise_on_error)
+
+
+def _math_verified(gold: str, predicted: str, raise_on_error: bool) -> bool:
+    """math-verify in the bounded worker, after the cheap refusal of strings that could make sympy spin.
+    Gold first: verify is not symmetric. A worker that gives up: False, or VerifyError if asked."""
+    if not (_safe_for_math_verify(predicted) and _safe_for_math_verify(gold)):
         return False
     try:
-        return verify_equivalent(gold_value, pred_value)
+        return verify_equivalent(gold, predicted)
     except VerifyError:
         if raise_on_error:
             raise
-        logger.warning("math-verify gave up on %r vs gold %r; counted as wrong", pred_value[:80], gold_value[:80])
+        logger.warning("math-verify gave up on %r vs gold %r; counted as wrong", predicted[:80], gold[:80])
         return False
 
 
@@ -498,12 +504,4 @@ def latex_answers_match(predicted: str | None, gold: str, *, raise_on_error: boo
     gold_num, pred_num = parse_number(gold_s), parse_number(pred_s)
     if gold_num is not None and pred_num is not None:
         return gold_num == pred_num
-    if not (_safe_for_math_verify(pred_s) and _safe_for_math_verify(gold_s)):
-        return False
-    try:
-        return verify_equivalent(gold_s, pred_s)
-    except VerifyError:
-        if raise_on_error:
-            raise
-        logger.warning("math-verify gave up on %r vs gold %r; counted as wrong", pred_s[:80], gold_s[:80])
-        return False
+    return _math_verified(gold_s, pred_s, raise_on_error)
