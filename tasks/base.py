@@ -125,6 +125,10 @@ class Task:
             for split, path in self.data_files.items():
                 if not Path(str(path)).is_file():
                     raise ConfigError(f"task.data_files.{split}={path}: no such file")
+        for split, entry in (self.hub or {}).items():
+            if split not in SPLITS or not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                raise ConfigError(f"task.hub.{split}={entry!r} must be {{id: <dataset>, config: <name or null>, "
+                                  "split: <split>}} under train or test")
         if self.example is not None and not (
             isinstance(self.example, dict) and isinstance(self.example.get("question"), str)
             and isinstance(self.example.get("completion"), str)
