@@ -172,10 +172,11 @@ def load_average() -> float:
 def cmd_base(args) -> None:
     model, tokenizer = load_base(args.threads)
     for setting in args.settings:
-        rows = problems(setting, HELD_OUT_SEED, args.n)
+        rows = problems(setting, args.held_out_seed, args.n)
         load_start = load_average()
         result = evaluate(model, tokenizer, setting, rows, args.max_new_tokens, args.batch_size)
-        record(args.out, {"kind": "base", "setting": setting, "dataset": SETTINGS[setting][0],
+        record(args.out, {"kind": "base", "setting": setting, "held_out_seed": args.held_out_seed,
+                          "dataset": SETTINGS[setting][0],
                           "config": SETTINGS[setting][1], "max_new_tokens": args.max_new_tokens,
                           "load_avg": [load_start, load_average()], **result})
 
@@ -250,6 +251,8 @@ def cmd_grpo(args) -> None:
     held_out = problems(args.setting, HELD_OUT_SEED, args.eval_n)
     before = evaluate(model, tokenizer, args.setting, held_out, args.max_new_tokens, args.batch_size,
                       samples_path=run_dir / "samples_before.jsonl") if not args.skip_before else None
+    if before is not None:  # kept at once: a run stopped early still has its baseline
+        (run_dir / "before.json").write_text(json.dumps(before))
     task = task_config(args.setting)
     train = [{"prompt": build_prompt(task, r["question"]), "entry_json": r["entry_json"]}
              for r in problems(args.setting, TRAIN_SEED, args.steps * args.prompts)]
@@ -298,6 +301,8 @@ def main() -> None:
     base = sub.add_parser("base", help="base-model greedy accuracy per setting")
     base.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     base.add_argument("--n", type=int, default=64)
+    base.add_argument("--held-out-seed", type=int, default=HELD_OUT_SEED,
+                      help="another seed draws another fresh held-out set (the base model's repeat)")
     sft = sub.add_parser("sft", help="LoRA SFT warm-up on the setting's training problems, then held-out accuracy")
     sft.add_argument("--setting", required=True, choices=list(SETTINGS))
     sft.add_argument("--rows", type=int, default=300)
