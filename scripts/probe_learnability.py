@@ -278,6 +278,7 @@ def cmd_grpo(args) -> None:
     after = evaluate(trainer.model, tokenizer, args.setting, held_out, args.max_new_tokens, args.batch_size,
                      samples_path=run_dir / "samples_after.jsonl")
     history = [h for h in trainer.state.log_history if "reward" in h]
+    plot_run(run_dir)
     record(args.out, {
         "kind": "grpo", "setting": args.setting, "tag": args.tag, "init_adapter": args.init_adapter,
         "steps": args.steps, "prompts": args.prompts, "generations": args.generations, "lr": args.lr,
@@ -287,6 +288,14 @@ def cmd_grpo(args) -> None:
         "reward_per_step": [round(h["reward"], 3) for h in history],
         "before": before, "after": after, "load_avg_end": load_average(),
     })
+
+
+def plot_run(run_dir: Path) -> None:
+    """reward.png (reward per step) from the run's metrics.jsonl, as the model card draws it."""
+    from eval.card import read_metrics
+    from eval.plots import plot_rewards
+
+    plot_rewards(read_metrics(run_dir / "metrics.jsonl"), run_dir / "reward.png")
 
 
 def main() -> None:
