@@ -8,11 +8,15 @@ whole test set at the end instead.
 Built by grpo/train.py as `InTrainingEval(cfg, metrics_writer)` and passed to the trainer's callbacks
 after the MetricsJsonlCallback. Each evaluation is one `metrics.jsonl` row
 ({"step": s, "eval/phase": "before|during|after", "eval/gsm8k/accuracy_strict": ..., ...}) and, when a
-W&B run is active, one `wandb.log`. `history` keeps every evaluation for the model card.
+W&B run is active, one `wandb.log`. `history` keeps every evaluation for the model card. What the model
+wrote for each question is kept beside metrics.jsonl as `samples_step-<N>.jsonl` (one JSON object per
+question: prompt, completion, extracted answer, gold, correct), so a reader can see what a score means.
 """
 
+import json
 import logging
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
@@ -23,9 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class InTrainingEval(TrainerCallback):
-    def __init__(self, cfg, metrics_writer):
+    def __init__(self, cfg, metrics_writer, samples_dir: Path | None = None):
+        """`samples_dir`: where samples_step-N.jsonl go; default the directory of metrics_writer's file."""
         self.cfg = cfg
         self.metrics_writer = metrics_writer
+        if samples_dir is None and metrics_writer is not None:
+            samples_dir = Path(metrics_writer.path).parent
+        self.samples_dir = Path(samples_dir) if samples_dir is not None else None
         self.every_n_steps = int(cfg.eval.get("every_n_steps") or 0)
         self.history: list[dict] = []
         self._prepared: list | None = None
@@ -54,9 +62,13 @@ class InTrainingEval(TrainerCallback):
         started = time.time()
         generator = HFGenerator(model, tokenizer, batch_size=self.cfg.eval.batch_size, seed=eval_seed(self.cfg))
         row = {"step": state.global_step, "eval/phase": phase}
+        samples = []
         for evaluator, rows in self._data(full):
             result = evaluator.score(rows, generator, self.cfg)
             row.update(result.prefixed("eval/"))
+            samples += [{"evaluator": result.name, "step": state.global_step, "phase": phase, **sample}
+                        for sample in result.samples]
+        self._write_samples(state.global_step, samples)
         row["eval/wall_time_s"] = round(time.time() - started, 2)
         log.info("eval %s step %d: %s", phase, state.global_step,
                  "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
@@ -64,6 +76,12 @@ class InTrainingEval(TrainerCallback):
         self.metrics_writer.write(row)
         _wandb_log(row)
         return row
+
+    def _write_samples(self, step: int, samples: list[dict]) -> None:
+        if self.samples_dir is None:
+            return
+        path = self.samples_dir / f"samples_step-{step}.jsonl"
+        path.write_text("".join(json.dumps(sample, default=str) + "\n" for sample in samples))
 
     def prepare(self) -> None:
         """Load (and check) the fixed subset now, e.g. before the model is loaded, so missing data fails

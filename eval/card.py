@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from eval.plots import plot_eval, plot_rewards
+from grpo.summary import smoke_run_note
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ def render_card(cfg, rows: list[dict], evals: list[dict], warnings: list[str], p
         f"Trained with gemma-grpo (TRL GRPOTrainer) on {cfg.task.name}; adapter in `adapter/`.",
         "",
     ]
+    note = smoke_run_note((cfg.get("trainer") or {}).get("max_steps"))
+    if note:
+        lines += [f"> **Smoke run.** {note}", ""]
     if warnings:
         lines += ["> **Warning**", *[f"> - {w}" for w in warnings], ""]
     lines += ["## Results", "", *_results_table(evals), ""]

@@ -2,11 +2,31 @@
 
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 from grpo.resume import resume_command
 
 log = logging.getLogger("grpo.train")
+
+# Fewer optimizer steps than this cannot show learning on any task we ship (the learning experiment in
+# docs/results.md needs several times more), so such a run is reported as a smoke run: it checks that
+# the pipeline works end to end, and says so instead of letting a before/after table look like a result.
+SMOKE_MAX_STEPS = 50
+RESULTS_DOC = "docs/results.md"
+
+
+def smoke_run_note(max_steps: int | None) -> str | None:
+    """The plain statement for a run of fewer than SMOKE_MAX_STEPS steps; None for a real run (or an
+    unknown step count)."""
+    if max_steps is None or max_steps >= SMOKE_MAX_STEPS:
+        return None
+    return (
+        f"This was a smoke run ({max_steps} steps, fewer than {SMOKE_MAX_STEPS}): it checks that the pipeline "
+        "works end to end (data, generation, rewards, updates, evaluation, saving), not that the model learns; "
+        f"its before/after numbers are not a result. For a run that shows learning, with confidence intervals, "
+        f"see {RESULTS_DOC} in the gemma-grpo repository."
+    )
 
 
 def reward_trajectory(history: list[dict]) -> list[tuple[int, float]]:
@@ -34,6 +54,9 @@ def print_summary(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by
         f"  metrics:  {output_dir / 'metrics.jsonl'}",
         f"  config:   {output_dir / 'resolved_config.yaml'}",
     ]
+    note = smoke_run_note(cfg.trainer.max_steps)
+    if note:
+        lines += ["", *textwrap.wrap(note, 70, initial_indent="  ", subsequent_indent="  ")]
     if stopped_by:
         lines.append(
             f"  stopped by {stopped_by} after a checkpoint; continue it with: "

@@ -41,6 +41,7 @@ def _train(cfg: DictConfig) -> Path:
     started = time.time()
     cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
+    trainer_class(cfg)  # checks dynamic_sampling before any model loads
     check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     check_context_length(cfg)
     output_dir = Path(cfg.output_dir)
@@ -193,9 +194,21 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
         raise ConfigError(f"trainer: {error}") from None
 
 
-def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
+def trainer_class(cfg: DictConfig):
+    """TRL's GRPOTrainer, or its dynamic-sampling subclass (grpo/dynamic_sampling.py) when enabled."""
+    enabled = cfg.get("dynamic_sampling", {}).get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"dynamic_sampling.enabled={enabled!r}: use true or false")
+    if enabled:
+        from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
+
+        return DynamicSamplingGRPOTrainer
     from trl import GRPOTrainer
 
+    return GRPOTrainer
+
+
+def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
@@ -209,7 +222,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     guards = build_guards(cfg)
     evaluation = in_training_eval(cfg, metrics)
     callbacks = [metrics, graceful_stop, *evaluation]
-    trainer = GRPOTrainer(
+    trainer = trainer_class(cfg)(
         model=model,
         reward_funcs=reward_funcs,
         args=args,

@@ -52,3 +52,24 @@ def test_subset_is_test_split_never_training_data(tiny):
     questions = {row["question"] for _, rows in callback._data(full=False) for row in rows}
     test_questions = set(build_task(cfg.task).hf_dataset("test")[0]["question"])
     assert questions <= test_questions
+
+
+def test_each_evaluation_keeps_what_the_model_wrote(tmp_path, tiny):
+    cfg, model, tokenizer = tiny
+    writer = MetricsJsonlCallback(tmp_path / "metrics.jsonl")
+    callback = InTrainingEval(cfg, writer)
+    state = TrainerState(global_step=0, max_steps=4)
+    hooks = {"model": model, "processing_class": tokenizer}
+    callback.on_train_begin(None, state, None, **hooks)
+    state.global_step = 4
+    callback.on_train_end(None, state, None, **hooks)
+
+    assert sorted(p.name for p in tmp_path.glob("samples_step-*.jsonl")) == ["samples_step-0.jsonl",
+                                                                             "samples_step-4.jsonl"]
+    golds = [row["answer"] for row in callback._prepared[0][1]]
+    for row in callback.history:
+        samples = [json.loads(line) for line in (tmp_path / f"samples_step-{row['step']}.jsonl").read_text().splitlines()]
+        assert [s["gold"] for s in samples] == golds
+        assert all(s["evaluator"] == "gsm8k" and s["phase"] == row["eval/phase"] for s in samples)
+        assert all(isinstance(s["completion"], str) for s in samples)
+        assert sum(s["correct_strict"] for s in samples) == row["eval/gsm8k/correct_strict"]

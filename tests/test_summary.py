@@ -1,0 +1,32 @@
+"""The end-of-run console summary: a short run says it is a smoke run and where a real result is."""
+
+from types import SimpleNamespace
+
+from compose import compose_train
+from grpo.summary import SMOKE_MAX_STEPS, print_summary, smoke_run_note
+
+
+def _summary(capsys, tmp_path, *overrides):
+    cfg = compose_train("+task=gsm8k", "model=tiny", "profile=cpu", *overrides)
+    history = [{"step": 1, "reward": 0.25, "rewards/correctness/mean": 0.0}]
+    trainer = SimpleNamespace(metrics_log=SimpleNamespace(history=history),
+                              state=SimpleNamespace(global_step=cfg.trainer.max_steps))
+    print_summary(cfg, trainer, tmp_path, 120.0, None)
+    return capsys.readouterr().err
+
+
+def test_default_cpu_run_summary_says_smoke_run(capsys, tmp_path):
+    text = " ".join(_summary(capsys, tmp_path).split())  # the note is wrapped over several lines
+    assert "smoke run (10 steps, fewer than 50)" in text
+    assert "not that the model learns" in text and "docs/results.md" in text
+
+
+def test_long_run_summary_has_no_smoke_note(capsys, tmp_path):
+    text = _summary(capsys, tmp_path, f"trainer.max_steps={SMOKE_MAX_STEPS}")
+    assert "smoke" not in text.lower()
+    assert "steps: 50/50" in text
+
+
+def test_the_rule_is_fewer_than_fifty_steps():
+    assert smoke_run_note(49) is not None
+    assert smoke_run_note(50) is None and smoke_run_note(None) is None
