@@ -2,7 +2,9 @@
 
 Used by tests/test_export.py and scripts/export_agreement.py. The prompts are tokenized once, with the
 run's own tokenizer and chat template, and every model continues the same ids, so the comparison sees the
-weights alone. The loop is plain argmax without stop tokens: two models that differ only in their
+weights alone. Two figures: free-running agreement (each model continues its own text; one divergence
+costs every later position) and teacher-forced agreement (each position given the reference's prefix).
+The loop is plain argmax without stop tokens: two models that differ only in their
 generation config's end-of-turn ids still produce comparable, equally long sequences.
 """
 
@@ -36,6 +38,22 @@ def greedy_continuations(model, prompts: list[list[int]], new_tokens: int) -> li
                 sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
             results.append(sequence[0, len(ids):].tolist())
     return results
+
+
+def teacher_forced_agreement(model, prompts: list[list[int]], reference: list[list[int]]) -> float:
+    """Share of the reference's tokens that `model` also predicts first, each given the reference's own
+    prefix: one early divergence costs one position, not every later one (the usual top-1 agreement)."""
+    import torch
+
+    model.eval()
+    hits = total = 0
+    with torch.no_grad():
+        for ids, continuation in zip(prompts, reference, strict=True):
+            logits = model(input_ids=torch.tensor([ids + continuation])).logits[0]
+            predicted = logits[len(ids) - 1 : len(ids) - 1 + len(continuation)].argmax(-1).tolist()
+            hits += sum(a == b for a, b in zip(predicted, continuation))
+            total += len(continuation)
+    return hits / total
 
 
 def token_agreement(reference: list[list[int]], other: list[list[int]]) -> float:

@@ -7,7 +7,8 @@ Without it, a stand-in run is made: the embedded Gemma 3 270M with a random LoRA
 linear layer, B ~ N(0, 0.02^2), so the output really changes but stays text). Each export is loaded back
 through transformers (the GGUF ones through its GGUF loader) and continues the same prompt tokens greedily
 (grpo/export_check.py); the figure is the share of equal tokens against the unmerged adapter, position by
-position (free-running, so one early divergence costs every later position).
+position: free-running (one early divergence costs every later position) and teacher-forced (`*_teacher_forced`:
+each position predicted from the adapter's own prefix).
 """
 
 import argparse
@@ -32,6 +33,7 @@ def stand_in_run(directory: Path) -> Path:
 
     model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "gemma3-270m.yaml")
     model, tokenizer = load_model_and_tokenizer(model_cfg)
+    torch.manual_seed(0)  # LoRA A is initialised from the global generator
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=list(model_cfg.lora_target_modules)))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -57,7 +59,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from grpo.export import export_gguf, export_merged, gguf_file_name
-    from grpo.export_check import greedy_continuations, prompt_ids, token_agreement
+    from grpo.export_check import greedy_continuations, prompt_ids, teacher_forced_agreement, token_agreement
     from grpo.models import load_model_and_tokenizer
     from grpo.run_dir import load_run
 
@@ -81,6 +83,7 @@ def main() -> None:
         figures["merged_export_s"] = round(time.time() - started, 1)
         merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
         figures["merged"] = token_agreement(reference, greedy_continuations(merged, ids, args.new_tokens))
+        figures["merged_teacher_forced"] = teacher_forced_agreement(merged, ids, reference)
         del merged
         for gguf_type in ("f16", "q8_0"):
             started = time.time()
@@ -89,6 +92,7 @@ def main() -> None:
             figures[f"{gguf_type}_mb"] = round(path.stat().st_size / 1e6, 1)
             loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             figures[gguf_type] = token_agreement(reference, greedy_continuations(loaded, ids, args.new_tokens))
+            figures[f"{gguf_type}_teacher_forced"] = teacher_forced_agreement(loaded, ids, reference)
             del loaded
     finally:
         shutil.rmtree(work, ignore_errors=True)
