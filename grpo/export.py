@@ -123,8 +123,11 @@ def gguf_file_name(run: Run, gguf_type: str) -> str:
 
 
 def export_gguf(run: Run, target: Path, gguf_type: str, dtype: str | None = None) -> Path:
-    """The merged model as one GGUF file; written beside `target` under a hidden name, then renamed."""
-    model, tokenizer = merged_model(run, export_dtype(run, dtype))
+    """The merged model as one GGUF file; written beside `target` under a hidden name, then renamed.
+    The float32 merge goes straight to f16 / Q8_0 (one rounding), unless `dtype` asks for a cast first."""
+    import torch
+
+    model, tokenizer = merged_model(run, getattr(torch, dtype) if dtype else torch.float32)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".partial", dir=target.parent)
     os.close(handle)

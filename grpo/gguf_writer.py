@@ -128,6 +128,7 @@ def _add_tokenizer(writer, tokenizer, eot_tokens) -> None:
     writer.add_pad_token_id(tokenizer.pad_token_id)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
+    writer.add_add_sep_token(False)
     writer.add_add_space_prefix(False)
     for token in eot_tokens:
         token_id = tokenizer.convert_tokens_to_ids(token)

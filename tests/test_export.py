@@ -67,6 +67,16 @@ def adapter_reference(tiny_run):
     return ids, reference
 
 
+@pytest.fixture(scope="module")
+def gguf_exports(tiny_run):
+    """Both GGUF types of the stand-in run, exported once for the tests below."""
+    from grpo.export import export_gguf, gguf_file_name
+    from grpo.run_dir import load_run
+
+    run = load_run(tiny_run)
+    return {t: export_gguf(run, tiny_run / "export" / gguf_file_name(run, t), t) for t in ("f16", "q8_0")}
+
+
 def export_cfg(run, *overrides):
     return compose_train(f"run={run}", *overrides, config_name="export")
 
@@ -125,22 +135,18 @@ def _tiny_path(run):
 
 
 @pytest.mark.slow
-def test_gguf_exports_continue_prompts_as_the_adapter(tiny_run, adapter_reference, capsys):
+def test_gguf_exports_continue_prompts_as_the_adapter(gguf_exports, adapter_reference, capsys):
     """f16: the same greedy tokens. q8_0: at least 95% of the adapter's tokens predicted, each given the
     adapter's prefix (teacher-forced). The free-running figure is printed too: on this random tiny model the
     262k logits lie close together, so one flipped argmax derails the rest of a continuation (measured here:
     teacher-forced 100%, free-running 90% at 12 tokens; the real 270M: scripts/export_agreement.py)."""
     from transformers import AutoModelForCausalLM
 
-    from grpo.export import export_gguf, gguf_file_name
     from grpo.export_check import greedy_continuations, teacher_forced_agreement, token_agreement
-    from grpo.run_dir import load_run
 
-    run = load_run(tiny_run)
     ids, reference = adapter_reference
     figures = {}
-    for gguf_type in ("f16", "q8_0"):
-        path = export_gguf(run, tiny_run / "export" / gguf_file_name(run, gguf_type), gguf_type)
+    for gguf_type, path in gguf_exports.items():
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         figures[gguf_type] = {
             "free_running": token_agreement(reference, greedy_continuations(model, ids, NEW_TOKENS)),
@@ -153,17 +159,16 @@ def test_gguf_exports_continue_prompts_as_the_adapter(tiny_run, adapter_referenc
 
 
 @pytest.mark.slow
-def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny_run):
+def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny_run, gguf_exports):
     from gguf import GGUFReader
 
     from grpo.embedded import _gguf_path
-    from grpo.export import export_gguf, gguf_file_name
     from grpo.gguf_tokenizer import build_gemma_tokenizer, read_gguf_vocabulary
     from grpo.models import load_tokenizer
     from grpo.run_dir import load_run
 
     run = load_run(tiny_run)
-    path = export_gguf(run, tiny_run / "export" / gguf_file_name(run, "q8_0"), "q8_0")
+    path = gguf_exports["q8_0"]
     ours, reference = GGUFReader(str(path)), GGUFReader(str(_gguf_path()))
     # every key the llama.cpp-made Gemma 3 file has (architecture, hyperparameters, tokenizer) is there
     missing = {k for k in reference.fields if not k.startswith("general.")} - set(ours.fields)
@@ -285,3 +290,64 @@ def test_card_says_when_the_weights_were_the_embedded_copy():
     hub = render_card(compose_train("+task=gsm8k", "model=gemma3-1b-it", "logger=none"), [], [], [], [], None)
     assert "embedded copy" in embedded and "Q4_K_M" in embedded and "dequantized" in embedded
     assert "embedded copy" not in hub
+
+
+# ---- llama.cpp (optional) ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("llama_cpp") is None,
+                    reason="needs llama-cpp-python (optional; not installed by the project)")
+def test_llama_cpp_reads_the_gguf_as_the_adapter(tmp_path, tiny_model_dir, capsys):
+    """llama.cpp itself loads the export and predicts the adapter's tokens. llama.cpp scales attention by
+    1/sqrt(head_dim), so the tiny model is copied with query_pre_attn_scalar = head_dim, as real Gemma 3
+    checkpoints have it. Teacher-forced: llama.cpp's f16 kernels round activations too."""
+    import shutil
+
+    import numpy as np
+    from llama_cpp import Llama
+    from omegaconf import OmegaConf, open_dict
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from grpo.export import export_gguf
+    from grpo.export_check import greedy_continuations, prompt_ids
+    from grpo.models import load_tokenizer
+    from grpo.run_dir import Run
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "query_pre_attn_scalar": config["head_dim"]}))
+    cfg = compose_train("+task=gsm8k", "model=tiny", "logger=none")
+    with open_dict(cfg):
+        cfg.model.source, cfg.model.hub_id = "hub", str(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = get_peft_model(model, LoraConfig(r=8, target_modules=list(cfg.model.lora_target_modules)))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    model.save_pretrained(tmp_path / "adapter")
+    tokenizer = load_tokenizer(cfg.model)
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    OmegaConf.save(cfg, tmp_path / "resolved_config.yaml", resolve=True)
+    ids = prompt_ids(tokenizer)
+    reference = greedy_continuations(model, ids, NEW_TOKENS)
+    figures = {}
+    for gguf_type in ("f16", "q8_0"):
+        path = export_gguf(Run(tmp_path, cfg, tmp_path / "adapter"), tmp_path / f"m-{gguf_type}.gguf", gguf_type)
+        llm = Llama(model_path=str(path), n_ctx=256, logits_all=True, verbose=False)
+        hits = 0
+        for prompt, continuation in zip(ids, reference):
+            llm.reset()
+            llm.eval(prompt + continuation)
+            scores = np.asarray(llm.scores[: llm.n_tokens])
+            predicted = scores[len(prompt) - 1 : len(prompt) - 1 + len(continuation)].argmax(-1)
+            hits += int((predicted == np.asarray(continuation)).sum())
+        figures[gguf_type] = hits / sum(len(c) for c in reference)
+    with capsys.disabled():
+        print(f"\nllama.cpp teacher-forced agreement with the adapter: {figures}")
+    assert min(figures.values()) >= 0.95
