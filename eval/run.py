@@ -23,11 +23,20 @@ log = logging.getLogger("eval.run")
 
 
 def run_eval(cfg: DictConfig, generator=None) -> dict:
-    """Evaluate as configured; return the flat results written to eval_results.json.
+    """Evaluate as configured (`run=<run dir>`: as that run was trained, eval/from_run.py); return the flat
+    results written to eval_results.json.
 
     `generator`: a stand-in for tests; by default the model named by the config is loaded.
     """
     started = time.time()
+    if cfg.get("run"):
+        from eval.from_run import command_line_overrides, config_from_run
+
+        cfg = config_from_run(cfg, command_line_overrides())
+    if cfg.get("adapter"):
+        from grpo.run_dir import check_adapter_base
+
+        check_adapter_base(cfg.adapter, cfg.model)  # before a shape-mismatch traceback from peft
     limit = cfg.eval.limit
     if limit is not None and limit <= 0:
         raise ConfigError("eval.limit must be a positive number of questions, or null for the whole test set")

@@ -152,6 +152,9 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
     adapter = output_dir / "adapter"
     trainer.save_model(str(adapter))
     tokenizer.save_pretrained(str(adapter))
+    from grpo.run_dir import record_base_model
+
+    record_base_model(adapter, cfg.model)
     from grpo.tracking import finish_wandb
 
     finish_wandb()  # the GRPO stage starts its own W&B run

@@ -42,6 +42,9 @@ def _train(cfg: DictConfig) -> Path:
     cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
     trainer_class(cfg)  # checks dynamic_sampling before any model loads
+    from grpo.hub_push import check_hub_config, push_run
+
+    check_hub_config(cfg.get("hub"))
     check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     check_context_length(cfg)
     output_dir = Path(cfg.output_dir)
@@ -70,8 +73,9 @@ def _train(cfg: DictConfig) -> Path:
     finally:
         stop.uninstall()
     trainer.nonfinite_guard.raise_if_halted()
-    save_final(trainer, output_dir)
+    save_final(trainer, output_dir, cfg.model)
     summarise(cfg, trainer, output_dir, time.time() - started, stop.requested, data_report.summary())
+    push_run(cfg, output_dir)
     from grpo.tracking import finish_wandb
 
     finish_wandb()
@@ -254,11 +258,15 @@ def in_training_eval(cfg: DictConfig, metrics) -> list:
     return [InTrainingEval(cfg, metrics)]
 
 
-def save_final(trainer, output_dir: Path) -> None:
-    """The final adapter (or full model) in output_dir/adapter, loadable with PeftModel.from_pretrained."""
+def save_final(trainer, output_dir: Path, model_cfg) -> None:
+    """The final adapter (or full model) in output_dir/adapter, loadable with PeftModel.from_pretrained
+    on the base's hub id (not our local cache path) on any machine."""
+    from grpo.run_dir import record_base_model
+
     final = output_dir / "adapter"
     trainer.save_model(str(final))
     trainer.processing_class.save_pretrained(str(final))
+    record_base_model(final, model_cfg)
 
 
 def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None,

@@ -1,0 +1,63 @@
+"""Is an export the trained model? Greedy continuations of the same prompt tokens, compared token by token.
+
+Used by tests/test_export.py and scripts/export_agreement.py. The prompts are tokenized once, with the
+run's own tokenizer and chat template, and every model continues the same ids, so the comparison sees the
+weights alone. Two figures: free-running agreement (each model continues its own text; one divergence
+costs every later position) and teacher-forced agreement (each position given the reference's prefix).
+The loop is plain argmax without stop tokens: two models that differ only in their
+generation config's end-of-turn ids still produce comparable, equally long sequences.
+"""
+
+from collections.abc import Sequence
+
+PROMPTS = (
+    "Natalia sold clips to 48 of her friends in April, and then half as many in May. How many in all?",
+    "What is 12 times 7?",
+    "Write one sentence about the sea.",
+    "A train travels 60 km in 1.5 hours. What is its average speed?",
+)
+
+
+def prompt_ids(tokenizer, prompts: Sequence[str] = PROMPTS) -> list[list[int]]:
+    """Each prompt as a user turn with the generation prompt, as evaluation and training format it."""
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+
+def greedy_continuations(model, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
+    import torch
+
+    model.eval()
+    results = []
+    with torch.no_grad():
+        for ids in prompts:
+            sequence = torch.tensor([ids])
+            for _ in range(new_tokens):
+                logits = model(input_ids=sequence).logits[0, -1]
+                sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
+            results.append(sequence[0, len(ids):].tolist())
+    return results
+
+
+def teacher_forced_agreement(model, prompts: list[list[int]], reference: list[list[int]]) -> float:
+    """Share of the reference's tokens that `model` also predicts first, each given the reference's own
+    prefix: one early divergence costs one position, not every later one (the usual top-1 agreement)."""
+    import torch
+
+    model.eval()
+    hits = total = 0
+    with torch.no_grad():
+        for ids, continuation in zip(prompts, reference, strict=True):
+            logits = model(input_ids=torch.tensor([ids + continuation])).logits[0]
+            predicted = logits[len(ids) - 1 : len(ids) - 1 + len(continuation)].argmax(-1).tolist()
+            hits += sum(a == b for a, b in zip(predicted, continuation))
+            total += len(continuation)
+    return hits / total
+
+
+def token_agreement(reference: list[list[int]], other: list[list[int]]) -> float:
+    """Share of positions where the two greedy continuations hold the same token (free-running: once
+    they diverge, later positions usually differ too, so this is a strict measure)."""
+    pairs = [(a, b) for ref, oth in zip(reference, other, strict=True) for a, b in zip(ref, oth, strict=True)]
+    return sum(a == b for a, b in pairs) / len(pairs)
