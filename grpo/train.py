@@ -60,12 +60,12 @@ def _train(cfg: DictConfig) -> Path:
     prepare_vllm(cfg.rollout)
     fit_vllm_context(args, train_dataset, tokenizer)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+    from grpo.checkpoint_callback import ChecksumManifest
 
-    stop = trainer.graceful_stop.install()
-    try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-    finally:
-        stop.uninstall()
+    trainer.add_callback(ChecksumManifest())  # a checkpoint is complete when its manifest verifies
+
+    stop = trainer.graceful_stop
+    stop.train(trainer, resume_from_checkpoint=checkpoint)  # a stop signal ends it early (grpo/interrupt.py)
     trainer.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir)
     summarise(cfg, trainer, output_dir, time.time() - started, stop.requested, data_report.summary())
