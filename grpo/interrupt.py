@@ -23,6 +23,13 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TrainerCallback
 
 log = logging.getLogger(__name__)
 
+_stopped_by: str | None = None  # signals are process-wide: a stopped stage must not start the next one
+
+
+def stop_requested() -> str | None:
+    """The signal that asked this process to stop, if any (e.g. during the SFT stage of a chained run)."""
+    return _stopped_by
+
 
 class GenerationStopped(Exception):
     """A generation was cut short by a stop signal; its output must not be used."""
@@ -62,7 +69,8 @@ class GracefulStop(TrainerCallback):
                 handler.flush()
             sys.stderr.flush()
             os._exit(128 + signum)
-        self.requested = name
+        global _stopped_by
+        self.requested = _stopped_by = name
         log.warning("%s received: stopping (a generation in progress is cut short, the step it belongs to "
                     "discarded); a second signal exits at once", name)
 

@@ -263,12 +263,18 @@ def run_pipeline(cfg: DictConfig) -> Path:
     """
     if cfg.sft.name == "none":
         return run_training(cfg)
+    from grpo.interrupt import stop_requested
+    from grpo.resume import resume_command
     from grpo.sft import run_sft, validate_sft_config
 
     validate_training_config(cfg, cuda_available())
     validate_sft_config(cfg)
     root = Path(cfg.output_dir)
     sft_adapter = run_sft(cfg, root / "sft")
+    if stop_requested():
+        log.warning("Stopped by %s during the SFT stage, so GRPO does not start; continue with: %s",
+                    stop_requested(), resume_command("grpo.train", root / "sft"))
+        return root / "sft"
     grpo_cfg = cfg.copy()
     with open_dict(grpo_cfg):
         grpo_cfg.output_dir = str(root / "grpo")
