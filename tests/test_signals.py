@@ -103,3 +103,18 @@ def test_a_second_signal_exits_at_once(tmp_path, tiny_model_dir):
     rc = proc.wait(timeout=60)
     assert rc == 128 + signal.SIGTERM, open(proc.log_path).read()[-3000:]
     assert "exiting at once, without saving" in open(proc.log_path).read()
+
+
+def test_a_chained_run_stopped_during_sft_checkpoints_it_and_does_not_start_grpo(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    proc = start_run(out, "sft=gsm8k_cot", "sft.trainer.max_steps=50", "sft.trainer.save_steps=1000",
+                     "sft.trainer.per_device_train_batch_size=1", "sft.trainer.max_length=1024", "task.example=null")
+    assert wait_for_step(proc, out / "sft", 1), open(proc.log_path).read()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=900)
+    output = open(proc.log_path).read()
+    assert rc == 0, output[-3000:]
+    assert f"during the SFT stage, so GRPO does not start; continue with: python -m grpo.train <the same overrides> resume={out}" in output
+    assert not (out / "grpo").exists()
+    checkpoints = list((out / "sft").glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "gemma-grpo-manifest.json").exists()
