@@ -90,7 +90,7 @@ def test_a_signal_during_a_long_generation_stops_within_seconds_and_discards_tha
     trained = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert trained == [1]
     print(f"stop delay {delay:.1f} s")
-    assert delay < 15, f"stopped {delay:.1f} s after SIGTERM"  # the target is 30 s on CPU (issue 20)
+    assert delay < 20, f"stopped {delay:.1f} s after SIGTERM"  # target: 30 s on CPU (issue 20); 9-12 s measured
 
 
 def test_a_second_signal_exits_at_once(tmp_path, tiny_model_dir):
