@@ -71,17 +71,18 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     if not manifest.exists():
         return _unmanifested_problem(checkpoint)
     try:
-        files = json.loads(manifest.read_text())["files"]
-    except (ValueError, KeyError, TypeError):
+        files = {name: (int(entry["size"]), str(entry["sha256"]))
+                 for name, entry in json.loads(manifest.read_text())["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
         return f"its manifest {MANIFEST} is unreadable"
-    for name, expected in files.items():
+    for name, (expected_size, expected_sha256) in files.items():
         path = checkpoint / name
         if not path.is_file():
             return f"{name} is missing"
         size = path.stat().st_size
-        if size != expected["size"]:
-            return f"{name} has {size} bytes, the manifest says {expected['size']}"
-        if sha256_of(path) != expected["sha256"]:
+        if size != expected_size:
+            return f"{name} has {size} bytes, the manifest says {expected_size}"
+        if sha256_of(path) != expected_sha256:
             return f"{name} is damaged (its sha256 differs from the manifest's)"
     return None
 

@@ -126,3 +126,12 @@ def test_training_writes_manifests_and_resumes_past_a_damaged_checkpoint(tmp_pat
     assert f"Resuming from {out / 'checkpoint-1'}" in log
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert steps == [1, 2, 3]  # step 2 trained again from checkpoint-1; its first record was dropped
+
+
+def test_a_garbled_manifest_fails_verification_with_a_reason(tmp_path):
+    from grpo.checkpoints import MANIFEST, checkpoint_problem
+
+    checkpoint = fake_checkpoint(tmp_path, 1)
+    for text in ("{", '{"files": [1]}', '{"files": {"optimizer.pt": {"size": 1}}}'):
+        (checkpoint / MANIFEST).write_text(text)
+        assert checkpoint_problem(checkpoint) == f"its manifest {MANIFEST} is unreadable"
