@@ -92,6 +92,12 @@ def _is_worker(pid: int) -> bool:
 def _disk_kb(paths) -> float:
     total = 0
     for path in paths:
+        if not os.path.isdir(path):
+            try:
+                total += os.lstat(path).st_blocks * 512
+            except OSError:
+                pass
+            continue
         for dirpath, _, files in os.walk(path):
             for name in files:
                 try:
