@@ -2,16 +2,16 @@
 
 Loading a GGUF and converting its tokenizer takes one to two minutes, so the first use converts it to a
 bf16 safetensors directory (weights, tokenizer with the Gemma 3 chat template, generation config) in the
-user cache; every later run loads that directory in seconds. The conversion writes to a temporary
-directory and renames it into place, so an interrupted conversion never leaves a half-written cache.
+user cache; every later run loads that directory in seconds. Each conversion runs once, under a file
+lock, into a staging directory renamed into place (grpo/cache.py `build_once`): runs started together
+on an empty cache convert once, and an interrupted conversion never leaves a half-written cache.
 """
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
-from grpo.cache import cache_dir
+from grpo.cache import build_once, cache_dir
 from grpo.chat_template import GEMMA3_CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -22,18 +22,12 @@ TOKENIZER_DIR_NAME = "gemma3-tokenizer-v3"
 
 def embedded_model_dir() -> Path:
     """Path of the converted embedded model (weights + tokenizer), converting it first if needed."""
-    target = cache_dir() / EMBEDDED_DIR_NAME
-    if not (target / "config.json").exists():
-        _write_atomically(target, _save_embedded_model)
-    return target
+    return build_once(cache_dir() / EMBEDDED_DIR_NAME, "config.json", _save_embedded_model)
 
 
 def embedded_tokenizer_dir() -> Path:
     """The real Gemma 3 tokenizer with its chat template (~35 s to convert once; the tiny model uses it)."""
-    target = cache_dir() / TOKENIZER_DIR_NAME
-    if not (target / "tokenizer_config.json").exists():
-        _write_atomically(target, _save_tokenizer)
-    return target
+    return build_once(cache_dir() / TOKENIZER_DIR_NAME, "tokenizer_config.json", _save_tokenizer)
 
 
 def _gguf_path() -> Path:
@@ -64,20 +58,6 @@ def _save_embedded_model(directory: Path) -> None:
     for item in tokenizer_src.iterdir():
         if item.is_file() and not (directory / item.name).exists():
             shutil.copy2(item, directory / item.name)
-
-
-def _write_atomically(target: Path, write) -> None:
-    """Write into a staging directory beside `target`, then rename: readers never see a partial cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(staging)
-        staging.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _forget_gguf_quantization(model) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from grpo.cache import cache_dir
+from grpo.cache import build_once, cache_dir
 from grpo.chat_template import GEMMA3_CHAT_TEMPLATE
 
 log = logging.getLogger(__name__)
@@ -44,32 +44,28 @@ def tiny_model_dir(shape: dict[str, Any]) -> Path:
     # the tokenizer's version is part of the key: a tokenizer fix must not reuse a stale tiny model
     key = json.dumps({**shape, "tokenizer": TOKENIZER_DIR_NAME}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    target = cache_dir() / f"tiny-gemma3-{digest}"
-    if (target / "config.json").exists():
-        return target
+    return build_once(cache_dir() / f"tiny-gemma3-{digest}", "config.json", lambda directory: _save_tiny_model(directory, shape))
+
+
+def _save_tiny_model(directory: Path, shape: dict[str, Any]) -> None:
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
 
-    from grpo.embedded import _write_atomically, embedded_tokenizer_dir
+    from grpo.embedded import embedded_tokenizer_dir
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
-
-    def write(directory: Path) -> None:
-        config = Gemma3TextConfig(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **shape,
-        )
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(0)
-        model = Gemma3ForCausalLM(config)
-        torch.random.set_rng_state(generator_state)
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-
-    _write_atomically(target, write)
-    return target
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **shape,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config)
+    torch.random.set_rng_state(generator_state)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
 
 
 def load_tokenizer(model_cfg, path: str | None = None):

@@ -1,19 +1,25 @@
 """Where a run continues from: the same rule for GRPO and the SFT stage, and `resume=<run dir>|latest`.
 
-`resume` is `auto` (the newest complete checkpoint in the run dir, if any), `never`, a checkpoint dir,
+`resume` is `auto` (the newest checkpoint in the run dir that verifies, if any), `never`, a checkpoint dir,
 a run dir, or `latest` (the newest run of this task under outputs/ that has a checkpoint). The last two
 continue that run in its own dir: `resolve_resume_argv` turns them into `hydra.run.dir=<that dir>` and
 `resume=auto` before Hydra starts, so checkpoints, metrics.jsonl and the W&B run id all stay together.
+
+A checkpoint is complete when it verifies against its manifest (grpo/checkpoints.py): `auto` skips, with
+the reason, every newer checkpoint that does not. When none verifies and one of them had been saved in
+full (it is damaged, not merely cut short by a kill while being written) it refuses to start afresh: that
+would silently throw the run's work away. Checkpoints that were all cut short hold no finished work, so
+the run starts afresh (a preempted job requeued with the same command keeps going).
 """
 
 import logging
 from pathlib import Path
 
+from grpo.checkpoints import CHECKPOINT_PREFIX, checkpoint_problem, saved_in_full
 from tasks import ConfigError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
 OUTPUTS = Path("outputs")
 
 
@@ -23,8 +29,8 @@ def checkpoints_newest_first(run_dir: Path) -> list[Path]:
 
 
 def is_complete(checkpoint: Path) -> bool:
-    """transformers writes trainer_state.json last: a checkpoint without it was cut short by a kill."""
-    return (checkpoint / "trainer_state.json").exists()
+    """Every file the checkpoint needs is there and intact (grpo/checkpoints.py)."""
+    return checkpoint_problem(checkpoint) is None
 
 
 def last_checkpoint(resume: str, output_dir: Path) -> str | None:
@@ -32,15 +38,25 @@ def last_checkpoint(resume: str, output_dir: Path) -> str | None:
     if resume == "never":
         return None
     if resume != "auto":
-        if not is_complete(Path(resume)):
-            raise ConfigError(f"resume={resume}: not a complete checkpoint directory; use resume=auto, never, a run "
-                              "dir or latest")
+        problem = checkpoint_problem(Path(resume))
+        if problem:
+            raise ConfigError(f"resume={resume}: not a complete checkpoint ({problem}); use resume=auto, never, "
+                              "a run dir or latest")
         return resume
+    damaged = []
     for checkpoint in checkpoints_newest_first(output_dir):
-        if is_complete(checkpoint):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
             log.info("Resuming from %s", checkpoint)
             return str(checkpoint)
-        log.warning("Skipping %s: incomplete (the run stopped while saving it)", checkpoint)
+        log.warning("Skipping %s: %s", checkpoint, problem)
+        if saved_in_full(checkpoint):
+            damaged.append(f"{checkpoint.name} ({problem})")
+    if damaged:
+        raise ConfigError(
+            f"resume=auto: {output_dir} holds checkpoints but none verifies: {'; '.join(damaged)}. Move or delete "
+            "them to start this run afresh, or run in a new dir (drop hydra.run.dir / resume=<run dir>)"
+        )
     return None
 
 

@@ -144,11 +144,7 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
         callbacks=callbacks,
     )
     _check_not_all_truncated(trainer, cfg)
-    stop = callbacks[1].install()
-    try:
-        trainer.train(resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
-    finally:
-        stop.uninstall()
+    callbacks[1].train(trainer, resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
     adapter = output_dir / "adapter"
     trainer.save_model(str(adapter))
     tokenizer.save_pretrained(str(adapter))
@@ -213,11 +209,12 @@ def sft_config(cfg: DictConfig, output_dir: Path, report_to: list[str]):
 
 
 def _callbacks(cfg: DictConfig, output_dir: Path):
+    from grpo.checkpoint_callback import ChecksumManifest
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
-    callbacks = [metrics, GracefulStop()]
+    callbacks = [metrics, GracefulStop(), ChecksumManifest()]
     evaluation = _in_training_eval(cfg, metrics)
     if evaluation is not None:
         evaluation.prepare()  # load (and check) the evaluation data now, before the model

@@ -66,12 +66,12 @@ def _train(cfg: DictConfig) -> Path:
     prepare_vllm(cfg.rollout)
     fit_vllm_context(args, train_dataset, tokenizer)
     trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+    from grpo.checkpoint_callback import ChecksumManifest
 
-    stop = trainer.graceful_stop.install()
-    try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-    finally:
-        stop.uninstall()
+    trainer.add_callback(ChecksumManifest())  # a checkpoint is complete when its manifest verifies
+
+    stop = trainer.graceful_stop
+    stop.train(trainer, resume_from_checkpoint=checkpoint)  # a stop signal ends it early (grpo/interrupt.py)
     trainer.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir, cfg.model)
     summarise(cfg, trainer, output_dir, time.time() - started, stop.requested, data_report.summary())
@@ -286,12 +286,18 @@ def run_pipeline(cfg: DictConfig) -> Path:
     """
     if cfg.sft.name == "none":
         return run_training(cfg)
+    from grpo.interrupt import stop_requested
+    from grpo.resume import resume_command
     from grpo.sft import run_sft, validate_sft_config
 
     validate_training_config(cfg, cuda_available())
     validate_sft_config(cfg)
     root = Path(cfg.output_dir)
     sft_adapter = run_sft(cfg, root / "sft")
+    if stop_requested():
+        log.warning("Stopped by %s during the SFT stage, so GRPO does not start; continue with: %s",
+                    stop_requested(), resume_command("grpo.train", root / "sft"))
+        return root / "sft"
     grpo_cfg = cfg.copy()
     with open_dict(grpo_cfg):
         grpo_cfg.output_dir = str(root / "grpo")

@@ -63,9 +63,10 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_model_d
 def test_resume_skips_a_checkpoint_left_incomplete_by_a_kill(tmp_path):
     from grpo.resume import last_checkpoint
 
-    for step in (1, 2):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text("{}")
+    from test_checkpoints import fake_checkpoint
+
+    fake_checkpoint(tmp_path, 1)
+    (tmp_path / "checkpoint-2").mkdir()
     assert last_checkpoint("auto", tmp_path) == str(tmp_path / "checkpoint-1")
     assert last_checkpoint("never", tmp_path) is None
 

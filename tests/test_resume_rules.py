@@ -2,13 +2,16 @@
 
 import pytest
 
+from test_checkpoints import fake_checkpoint
+
 def _run_dir(path, steps=(), complete=True):
     path.mkdir(parents=True)
     (path / "resolved_config.yaml").write_text("seed: 42\n")
     for step in steps:
-        (path / f"checkpoint-{step}").mkdir()
         if complete:
-            (path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+            fake_checkpoint(path, step)
+        else:
+            (path / f"checkpoint-{step}").mkdir()
     return path
 
 
