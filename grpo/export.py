@@ -36,6 +36,8 @@ def check_export_config(cfg: DictConfig) -> None:
     """Every setting checked before a model loads."""
     from grpo.hub_push import check_hub_config
 
+    if not cfg.run:
+        raise ConfigError("run=<run dir> is required: the output dir of a finished run, e.g. run=outputs/gsm8k/<time>")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: unknown; valid formats: {', '.join(FORMATS)}")
     if cfg.format == "gguf" and cfg.gguf.type not in GGUF_TYPES:

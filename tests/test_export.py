@@ -214,6 +214,14 @@ def test_unknown_gguf_type_lists_the_valid_ones(tiny_run):
         run_export(export_cfg(tiny_run, "format=gguf", "gguf.type=q4_k"))
 
 
+def test_export_without_run_says_what_to_give():
+    from grpo.export import run_export
+    from grpo.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=r"run=<run dir> is required"):
+        run_export(compose_train(config_name="export"))
+
+
 def test_cli_refuses_a_run_dir_without_adapter(tmp_path):
     (tmp_path / "resolved_config.yaml").write_text("model: {name: tiny}\n")
     result = run_cli("grpo.export", f"run={tmp_path}", "format=gguf")
