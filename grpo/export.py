@@ -36,6 +36,8 @@ def check_export_config(cfg: DictConfig) -> None:
     """Every setting checked before a model loads."""
     from grpo.hub_push import check_hub_config
 
+    if not cfg.run:
+        raise ConfigError("run=<run dir> is required: the output dir of a finished run, e.g. run=outputs/gsm8k/<time>")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format}: unknown; valid formats: {', '.join(FORMATS)}")
     if cfg.format == "gguf" and cfg.gguf.type not in GGUF_TYPES:
@@ -133,12 +135,19 @@ def export_gguf(run: Run, target: Path, gguf_type: str, dtype: str | None = None
     os.close(handle)
     try:
         write_gguf(model, tokenizer, Path(partial), gguf_type, name=target.stem, eot_tokens=run.cfg.model.eos_tokens)
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
     log.info("GGUF (%s): %s (%.1f MB)", gguf_type, target, target.stat().st_size / 1e6)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="export")

@@ -4,7 +4,7 @@ Used by tests/test_export.py and scripts/export_agreement.py. The prompts are to
 run's own tokenizer and chat template, and every model continues the same ids, so the comparison sees the
 weights alone. Two figures: free-running agreement (each model continues its own text; one divergence
 costs every later position) and teacher-forced agreement (each position given the reference's prefix).
-The loop is plain argmax without stop tokens: two models that differ only in their
+The loop is plain argmax with the KV cache and without stop tokens: two models that differ only in their
 generation config's end-of-turn ids still produce comparable, equally long sequences.
 """
 
@@ -32,11 +32,13 @@ def greedy_continuations(model, prompts: list[list[int]], new_tokens: int) -> li
     results = []
     with torch.no_grad():
         for ids in prompts:
-            sequence = torch.tensor([ids])
+            output = model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)
+            tokens = []
             for _ in range(new_tokens):
-                logits = model(input_ids=sequence).logits[0, -1]
-                sequence = torch.cat([sequence, logits.argmax().view(1, 1)], dim=1)
-            results.append(sequence[0, len(ids):].tolist())
+                tokens.append(int(output.logits[0, -1].argmax()))
+                output = model(input_ids=torch.tensor([[tokens[-1]]]), past_key_values=output.past_key_values,
+                               use_cache=True, logits_to_keep=1)
+            results.append(tokens)
     return results
 
 
