@@ -44,7 +44,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_model_d
     out = tmp_path / "resumed"
     first = start_run(out, *args)
     assert wait_for_step(first, out, kill_after), open(first.log_path).read()[-3000:]
-    while not (out / f"checkpoint-{kill_after}" / "trainer_state.json").exists():
+    while not (out / f"checkpoint-{kill_after}" / "gemma-grpo-manifest.json").exists():  # written last
         time.sleep(0.2)
     first.kill()
     first.wait()
