@@ -107,7 +107,7 @@ def merged_model(run: Run, dtype=None):
 
 
 def export_merged(run: Run, target: Path, dtype: str | None = None) -> Path:
-    from grpo.embedded import _write_atomically
+    from grpo.cache import write_atomically
 
     model, tokenizer = merged_model(run, export_dtype(run, dtype))
 
@@ -115,7 +115,7 @@ def export_merged(run: Run, target: Path, dtype: str | None = None) -> Path:
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
 
-    _write_atomically(target, write)
+    write_atomically(target, write)
     log.info("Merged model (%s): %s", str(model.dtype).replace("torch.", ""), target)
     return target
 
