@@ -128,7 +128,7 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
 
     dataset, _ = load_sft_dataset(cfg)
     args = sft_config(cfg, output_dir, _start_tracking(cfg, output_dir))
-    metrics, callbacks = _callbacks(cfg, output_dir)  # evaluation data loads here, before the model
+    metrics, stop, callbacks = _callbacks(cfg, output_dir)  # evaluation data loads here, before the model
     from grpo.models import load_model_and_tokenizer
     from grpo.train import peft_config
 
@@ -144,7 +144,7 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
         callbacks=callbacks,
     )
     _check_not_all_truncated(trainer, cfg)
-    callbacks[1].train(trainer, resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
+    stop.train(trainer, resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
     adapter = output_dir / "adapter"
     trainer.save_model(str(adapter))
     tokenizer.save_pretrained(str(adapter))
@@ -209,17 +209,18 @@ def sft_config(cfg: DictConfig, output_dir: Path, report_to: list[str]):
 
 
 def _callbacks(cfg: DictConfig, output_dir: Path):
+    """(metrics writer, stop handler, every callback): the first two by name, for the caller."""
     from grpo.checkpoint_callback import ChecksumManifest
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
 
-    metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
-    callbacks = [metrics, GracefulStop(), ChecksumManifest()]
+    metrics, stop = MetricsJsonlCallback(output_dir / "metrics.jsonl"), GracefulStop()
+    callbacks = [metrics, stop, ChecksumManifest()]
     evaluation = _in_training_eval(cfg, metrics)
     if evaluation is not None:
         evaluation.prepare()  # load (and check) the evaluation data now, before the model
         callbacks.append(evaluation)
-    return metrics, callbacks
+    return metrics, stop, callbacks
 
 
 def _in_training_eval(cfg: DictConfig, metrics):

@@ -33,14 +33,15 @@ def reward_trajectory(history: list[dict]) -> list[tuple[int, float]]:
     return [(row["step"], row["reward"]) for row in history if row.get("reward") is not None]
 
 
-def print_summary(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None) -> None:
-    history = trainer.metrics_log.history
+def print_summary(cfg, history: list[dict], global_step: int, output_dir: Path, wall_time_s: float,
+                  stopped_by: str | None) -> None:
+    """`history`: this run's metrics.jsonl rows; `global_step`: where training stopped."""
     rewards = reward_trajectory(history)
     lines = [
         "",
         "=" * 72,
         f"gemma-grpo run finished: {cfg.task.name} on {cfg.model.name} ({cfg.peft.method}, rollout={cfg.rollout.name})",
-        f"  steps: {trainer.state.global_step}/{cfg.trainer.max_steps}   wall time: {wall_time_s / 60:.1f} min",
+        f"  steps: {global_step}/{cfg.trainer.max_steps}   wall time: {wall_time_s / 60:.1f} min",
     ]
     if rewards:
         trajectory = " ".join(f"{r:.2f}" for _, r in rewards)

@@ -11,6 +11,7 @@ GRPOTrainer, train, save, report. Where this departs from textbook GRPO (Shao et
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -65,16 +66,17 @@ def _train(cfg: DictConfig) -> Path:
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
     fit_vllm_context(args, train_dataset, tokenizer)
-    trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+    run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+    trainer = run.trainer
     from grpo.checkpoint_callback import ChecksumManifest
 
     trainer.add_callback(ChecksumManifest())  # a checkpoint is complete when its manifest verifies
 
-    stop = trainer.graceful_stop
+    stop = run.stop
     stop.train(trainer, resume_from_checkpoint=checkpoint)  # a stop signal ends it early (grpo/interrupt.py)
-    trainer.nonfinite_guard.raise_if_halted()
+    run.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir, cfg.model)
-    summarise(cfg, trainer, output_dir, time.time() - started, stop.requested, data_report.summary())
+    summarise(cfg, run, output_dir, time.time() - started, stop.requested, data_report.summary())
     push_run(cfg, output_dir)
     from grpo.tracking import finish_wandb
 
@@ -212,7 +214,18 @@ def trainer_class(cfg: DictConfig):
     return GRPOTrainer
 
 
-def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path):
+@dataclass
+class TrainingRun:
+    """The trainer and the pieces of ours it runs with, by name (nothing of ours is set on TRL's trainer)."""
+
+    trainer: object
+    metrics: object  # MetricsJsonlCallback: metrics.jsonl, and the rows of this process
+    stop: object  # GracefulStop: SIGTERM / SIGINT
+    evaluation: object | None  # InTrainingEval, or None with eval.limit=0
+    nonfinite_guard: object
+
+
+def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path) -> TrainingRun:
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
@@ -243,11 +256,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
 
         end_rollouts_at_stop_strings(trainer.model, tokenizer, build_task(cfg.task).stop,
                                      eos_token_ids(cfg.model, tokenizer)[0])
-    trainer.metrics_log = metrics
-    trainer.graceful_stop = graceful_stop
-    trainer.in_training_eval = evaluation[0] if evaluation else None
-    trainer.nonfinite_guard = guards[0]
-    return trainer
+    return TrainingRun(trainer, metrics, graceful_stop, evaluation[0] if evaluation else None, guards[0])
 
 
 def in_training_eval(cfg: DictConfig, metrics) -> list:
@@ -269,14 +278,14 @@ def save_final(trainer, output_dir: Path, model_cfg) -> None:
     record_base_model(final, model_cfg)
 
 
-def summarise(cfg, trainer, output_dir: Path, wall_time_s: float, stopped_by: str | None,
+def summarise(cfg, run: TrainingRun, output_dir: Path, wall_time_s: float, stopped_by: str | None,
               data_source: str | None = None) -> None:
     """Model card and plots in output_dir, then the console summary."""
     from eval.card import write_run_report
     from grpo.summary import print_summary
 
-    write_run_report(output_dir, cfg, trainer.in_training_eval, wall_time_s, data_source)
-    print_summary(cfg, trainer, output_dir, wall_time_s, stopped_by)
+    write_run_report(output_dir, cfg, run.evaluation, wall_time_s, data_source)
+    print_summary(cfg, run.metrics.history, run.trainer.state.global_step, output_dir, wall_time_s, stopped_by)
 
 
 def run_pipeline(cfg: DictConfig) -> Path:

@@ -168,9 +168,10 @@ def build_variant(variant: str, cfg, recorder: StepRecorder):
 
     if variant.startswith("ours"):
         model, tokenizer = load_policy(cfg)
-        trainer = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
-        if trainer.in_training_eval is not None:
-            time_calls(recorder, trainer.in_training_eval, "evaluate", "eval")
+        run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+        trainer = run.trainer
+        if run.evaluation is not None:
+            time_calls(recorder, run.evaluation, "evaluate", "eval")
         if variant == "ours-nopatch":
             undo_cpu_scoring()
     else:

@@ -1,7 +1,5 @@
 """The end-of-run console summary: a short run says it is a smoke run and where a real result is."""
 
-from types import SimpleNamespace
-
 from compose import compose_train
 from grpo.summary import SMOKE_MAX_STEPS, print_summary, smoke_run_note
 
@@ -9,9 +7,7 @@ from grpo.summary import SMOKE_MAX_STEPS, print_summary, smoke_run_note
 def _summary(capsys, tmp_path, *overrides):
     cfg = compose_train("+task=gsm8k", "model=tiny", "profile=cpu", *overrides)
     history = [{"step": 1, "reward": 0.25, "rewards/correctness/mean": 0.0}]
-    trainer = SimpleNamespace(metrics_log=SimpleNamespace(history=history),
-                              state=SimpleNamespace(global_step=cfg.trainer.max_steps))
-    print_summary(cfg, trainer, tmp_path, 120.0, None)
+    print_summary(cfg, history, cfg.trainer.max_steps, tmp_path, 120.0, None)
     return capsys.readouterr().err
 
 

@@ -74,7 +74,7 @@ def colocated_trainer(tmp_path, monkeypatch):
     dataset, _ = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = train.load_policy(cfg)
     prepare_vllm(cfg.rollout)
-    return train.build_trainer(cfg, args, model, tokenizer, dataset, reward_funcs, Path(tmp_path))
+    return train.build_trainer(cfg, args, model, tokenizer, dataset, reward_funcs, Path(tmp_path)).trainer
 
 
 def vllm_greedy(trainer, prompt_ids, new_tokens):
