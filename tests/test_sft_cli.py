@@ -65,3 +65,22 @@ def test_sft_then_grpo_continues_the_sft_adapter(tmp_path, tiny_model_dir):
     model_cfg = OmegaConf.load(tmp_path / "sft" / "resolved_config.yaml").model
     base, _ = load_model_and_tokenizer(model_cfg)
     assert isinstance(PeftModel.from_pretrained(base, str(sft / "adapter")), PeftModel)
+
+
+@pytest.mark.slow
+def test_sft_resumes_past_a_checkpoint_a_kill_cut_short(tmp_path, tiny_model_dir):
+    """The SFT stage follows GRPO's resume rule: a checkpoint whose save a kill interrupted is skipped,
+    and `resume=<run dir>` continues the run in its own dir."""
+    sft = ("grpo.sft", "+task=gsm8k", "model=tiny", "sft=gsm8k_cot", "sft.trainer.per_device_train_batch_size=1",
+           "sft.trainer.save_steps=1", "sft.trainer.save_total_limit=3", "task.example=null", "logger=none",
+           "eval.limit=0")
+    first = run_cli(*sft, "sft.trainer.max_steps=2", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.output[-3000:]
+    (tmp_path / "checkpoint-2" / "gemma-grpo-manifest.json").unlink()  # killed while saving step 2
+    again = run_cli(*sft, "sft.trainer.max_steps=3", f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'new'}")
+    assert again.returncode == 0, again.output[-3000:]
+    assert f"Resuming from {tmp_path / 'checkpoint-1'}" in again.output
+    assert "Skipping" in again.output and (tmp_path / "checkpoint-3").exists()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps[-2:] == [2, 3]  # step 2 redone from checkpoint-1, then step 3
