@@ -202,7 +202,7 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
 
 def trainer_class(cfg: DictConfig):
     """TRL's GRPOTrainer, or its dynamic-sampling subclass (grpo/dynamic_sampling.py) when enabled."""
-    enabled = cfg.get("dynamic_sampling", {}).get("enabled", False)
+    enabled = (cfg.get("dynamic_sampling") or {}).get("enabled", False)
     if not isinstance(enabled, bool):
         raise ConfigError(f"dynamic_sampling.enabled={enabled!r}: use true or false")
     if enabled:
@@ -300,6 +300,7 @@ def run_pipeline(cfg: DictConfig) -> Path:
     from grpo.sft import run_sft, validate_sft_config
 
     validate_training_config(cfg, cuda_available())
+    trainer_class(cfg)
     validate_sft_config(cfg)
     root = Path(cfg.output_dir)
     sft_adapter = run_sft(cfg, root / "sft")

@@ -12,7 +12,7 @@ overlap by construction (reasoning-gym seeds each item with `seed + index`, henc
 
 Each command appends one JSON line to --out (default probe_out/results.jsonl) with its numbers,
 settings and wall time; `grpo` also writes its metrics.jsonl and held-out samples into its run dir.
-Prompts are built exactly as the training pipeline builds them (grpo.data_loading.build_prompt) and
+Prompts are built exactly as the training pipeline builds them (tasks.base.Task.prompt) and
 held-out answers are generated greedily by the evaluator's own generator (eval.generate.HFGenerator),
 which stops at `</answer>`: the pretrained 270M does not stop after the tag by itself.
 """
@@ -76,6 +76,13 @@ def task_config(setting: str):
     })
 
 
+def build_prompt(task, question: str) -> list[dict]:
+    """The prompt a task builds (tasks.base.Task.prompt), from this script's system prompt and example."""
+    from tasks.base import Task
+
+    return Task.prompt(task, question)
+
+
 def problems(setting: str, seed: int, n: int) -> list[dict]:
     """n problems: {question, answer, entry_json (the full reasoning-gym entry for score_answer)}."""
     dataset = make_dataset(setting, seed, n)
@@ -132,8 +139,6 @@ def evaluate(model, tokenizer, setting: str, rows: list[dict], max_new_tokens: i
              samples_path: Path | None = None) -> dict:
     """Greedy accuracy (score == 1) and mean score on `rows`, with a Wilson interval."""
     from eval.generate import HFGenerator
-    from grpo.data_loading import build_prompt
-
     task = task_config(setting)
     score = scorer(setting)
     started = time.time()
@@ -193,8 +198,6 @@ def cmd_sft(args) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from grpo.data_loading import build_prompt
-
     started = time.time()
     model, tokenizer = load_base(args.threads)
     task = task_config(args.setting)
@@ -237,7 +240,6 @@ def cmd_grpo(args) -> None:
     from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
 
-    from grpo.data_loading import build_prompt
     from grpo.metrics import MetricsJsonlCallback
     from grpo.trl_patches import score_only_completion_tokens_on_cpu
 
