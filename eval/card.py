@@ -20,7 +20,6 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from eval.plots import plot_eval, plot_rewards
-from grpo.summary import smoke_run_note
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,23 @@ log = logging.getLogger(__name__)
 REWARD_RISE = 0.05
 ACCURACY_DROP = 0.02
 _SCORE_PREFIXES = ("accuracy", "f1", "macro_f1", "pass@", "maj@")
+
+
+SMOKE_MAX_STEPS = 50
+RESULTS_DOC = "docs/results.md"
+
+
+def smoke_run_note(max_steps: int | None) -> str | None:
+    """The plain statement for a run of fewer than SMOKE_MAX_STEPS steps; None for a real run (or an
+    unknown step count)."""
+    if max_steps is None or max_steps >= SMOKE_MAX_STEPS:
+        return None
+    return (
+        f"This was a smoke run ({max_steps} steps, fewer than {SMOKE_MAX_STEPS}): it checks that the pipeline "
+        "works end to end (data, generation, rewards, updates, evaluation, saving), not that the model learns; "
+        f"its before/after numbers are not a result. For a run that shows learning, with confidence intervals, "
+        f"see {RESULTS_DOC} in the gemma-grpo repository."
+    )
 
 
 def write_run_report(output_dir, cfg, in_training_eval=None, wall_time_s: float | None = None,

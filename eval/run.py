@@ -23,14 +23,14 @@ log = logging.getLogger("eval.run")
 
 
 def run_eval(cfg: DictConfig, generator=None) -> dict:
-    """Evaluate as configured (`run=<run dir>`: as that run was trained, eval/from_run.py); return the flat
+    """Evaluate as configured (`run=<run dir>`: as that run was trained, grpo/eval_from_run.py); return the flat
     results written to eval_results.json.
 
     `generator`: a stand-in for tests; by default the model named by the config is loaded.
     """
     started = time.time()
     if cfg.get("run"):
-        from eval.from_run import command_line_overrides, config_from_run
+        from grpo.eval_from_run import command_line_overrides, config_from_run
 
         cfg = config_from_run(cfg, command_line_overrides())
     if cfg.get("adapter"):

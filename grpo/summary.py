@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from eval.card import smoke_run_note
 from grpo.resume import resume_command
 
 log = logging.getLogger("grpo.train")
@@ -12,23 +13,6 @@ log = logging.getLogger("grpo.train")
 # Fewer optimizer steps than this cannot show learning on any task we ship (the learning experiment in
 # docs/results.md needs several times more), so such a run is reported as a smoke run: it checks that
 # the pipeline works end to end, and says so instead of letting a before/after table look like a result.
-SMOKE_MAX_STEPS = 50
-RESULTS_DOC = "docs/results.md"
-
-
-def smoke_run_note(max_steps: int | None) -> str | None:
-    """The plain statement for a run of fewer than SMOKE_MAX_STEPS steps; None for a real run (or an
-    unknown step count)."""
-    if max_steps is None or max_steps >= SMOKE_MAX_STEPS:
-        return None
-    return (
-        f"This was a smoke run ({max_steps} steps, fewer than {SMOKE_MAX_STEPS}): it checks that the pipeline "
-        "works end to end (data, generation, rewards, updates, evaluation, saving), not that the model learns; "
-        f"its before/after numbers are not a result. For a run that shows learning, with confidence intervals, "
-        f"see {RESULTS_DOC} in the gemma-grpo repository."
-    )
-
-
 def reward_trajectory(history: list[dict]) -> list[tuple[int, float]]:
     return [(row["step"], row["reward"]) for row in history if row.get("reward") is not None]
 

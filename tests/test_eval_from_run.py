@@ -31,7 +31,7 @@ def run_dir(tmp_path, tiny_model_dir):
 
 
 def test_run_supplies_model_task_settings_and_adapter(run_dir):
-    from eval.from_run import config_from_run
+    from grpo.eval_from_run import config_from_run
 
     cfg = compose_train(f"run={run_dir}", "eval.limit=3", config_name="eval")
     assert cfg.model.name == "gemma3-270m"  # the default, before the run's settings apply
@@ -43,7 +43,7 @@ def test_run_supplies_model_task_settings_and_adapter(run_dir):
 
 
 def test_run_with_another_model_is_refused_naming_both(run_dir):
-    from eval.from_run import config_from_run
+    from grpo.eval_from_run import config_from_run
 
     cfg = compose_train(f"run={run_dir}", config_name="eval")
     with pytest.raises(ConfigError, match=r"trained tiny .* cannot be evaluated on model=gemma3-270m"):

@@ -1,7 +1,8 @@
 """The end-of-run console summary: a short run says it is a smoke run and where a real result is."""
 
 from compose import compose_train
-from grpo.summary import SMOKE_MAX_STEPS, print_summary, smoke_run_note
+from eval.card import SMOKE_MAX_STEPS, smoke_run_note
+from grpo.summary import print_summary
 
 
 def _summary(capsys, tmp_path, *overrides):
