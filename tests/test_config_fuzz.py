@@ -70,7 +70,7 @@ def override_sets(draw):
     return overrides
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(overrides=override_sets())
 def test_any_override_set_validates_or_is_a_config_error(overrides, tmp_path):

@@ -163,7 +163,7 @@ def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny
     from gguf import GGUFReader
 
     from grpo.embedded import _gguf_path
-    from grpo.gguf_tokenizer import build_gemma_tokenizer, read_gguf_vocabulary
+    from grpo.gguf_tokenizer import build_gemma_tokenizer
     from grpo.models import load_tokenizer
     from grpo.run_dir import load_run
 
@@ -182,7 +182,9 @@ def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny
     for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
                           ("padding", tokenizer.pad_token_id), ("eot", tokenizer.convert_tokens_to_ids("<end_of_turn>"))):
         assert ours.fields[f"tokenizer.ggml.{key}_token_id"].contents() == token_id
-    assert read_gguf_vocabulary(path) == read_gguf_vocabulary(_gguf_path())
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        # the whole vocabulary, compared from the files already parsed (reading it again costs ~12 s a file)
+        assert ours.fields[key].contents() == reference.fields[key].contents(), key
     # the tokenizer rebuilt from the export encodes text as the run's own does
     rebuilt = build_gemma_tokenizer(path, ours.fields["tokenizer.chat_template"].contents())
     for text in ("Hello world", "<start_of_turn>user\nWhat is 12 * 7?<end_of_turn>\n", "  spaces\n\n\nand 3.14"):
