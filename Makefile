@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the CPU wheel on CPU-only machines here, the CUDA build from PyPI elsewhere;
 	# a bare `torch` requirement would pull a multi-GB CUDA build onto CPU machines.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# reasoning-gym (task=reasoning_gym) here only: .venv-vllm keeps vLLM's CPU build to its own pins
+	$(PY) -m pip install -q -e ".[dev,reasoning-gym]"
 	touch $(STAMP)
 
 install: $(STAMP)
