@@ -63,3 +63,15 @@ def token_agreement(reference: list[list[int]], other: list[list[int]]) -> float
     they diverge, later positions usually differ too, so this is a strict measure)."""
     pairs = [(a, b) for ref, oth in zip(reference, other, strict=True) for a, b in zip(ref, oth, strict=True)]
     return sum(a == b for a, b in pairs) / len(pairs)
+
+
+def randomize_lora_b(model, scale: float, seed: int = 0) -> None:
+    """Give a fresh LoRA model non-zero B matrices (seeded), so a stand-in adapter really changes the
+    output: peft starts B at zero, and a zero adapter would make every comparison with the base pass."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)

@@ -35,11 +35,9 @@ def stand_in_run(directory: Path) -> Path:
     model, tokenizer = load_model_and_tokenizer(model_cfg)
     torch.manual_seed(0)  # LoRA A is initialised from the global generator
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=list(model_cfg.lora_target_modules)))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    from grpo.export_check import randomize_lora_b
+
+    randomize_lora_b(model, 0.02)
     model.save_pretrained(directory / "adapter")
     tokenizer.save_pretrained(directory / "adapter")
     record_base_model(directory / "adapter", model_cfg)

@@ -35,11 +35,9 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     with torch.random.fork_rng():
         torch.manual_seed(0)  # LoRA A is initialised from the global generator: the same adapter every time
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=list(cfg.model.lora_target_modules)))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    from grpo.export_check import randomize_lora_b
+
+    randomize_lora_b(model, 0.5)
     model.save_pretrained(run / "adapter")
     load_tokenizer(cfg.model).save_pretrained(run / "adapter")
     record_base_model(run / "adapter", cfg.model)

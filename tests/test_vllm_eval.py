@@ -31,11 +31,9 @@ def random_adapter(tiny_model_dir, tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"]))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    from grpo.export_check import randomize_lora_b
+
+    randomize_lora_b(model, 0.5)
     model.save_pretrained(tmp_path / "adapter")
     return tmp_path / "adapter"
 
