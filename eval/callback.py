@@ -11,11 +11,15 @@ after the MetricsJsonlCallback. Each evaluation is one `metrics.jsonl` row
 W&B run is active, one `wandb.log`. `history` keeps every evaluation for the model card. What the model
 wrote for each question is kept beside metrics.jsonl as `samples_step-<N>.jsonl` (one JSON object per
 question: prompt, completion, extracted answer, gold, correct), so a reader can see what a score means.
+
+Every process of a multi-process launch evaluates (the trainer sets `generator_context`, which shares the
+prompts out across ranks: grpo/distributed_eval.py); only the main process writes.
 """
 
 import json
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -37,6 +41,8 @@ class InTrainingEval(TrainerCallback):
         self.every_n_steps = int(cfg.eval.get("every_n_steps") or 0)
         self.history: list[dict] = []
         self._prepared: list | None = None
+        # (model, make_generator) -> context yielding the Generator to score with; the trainer may replace it
+        self.generator_context = _plain_generator
 
     # -- trainer hooks ------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
@@ -56,18 +62,23 @@ class InTrainingEval(TrainerCallback):
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, state, model, tokenizer, phase: str, full: bool = False) -> dict:
-        """Score the fixed subset with the model as it is now; log and keep the row."""
-        if not state.is_world_process_zero:
-            return {}
+        """Score the fixed subset with the model as it is now; log and keep the row (the main process)."""
         started = time.time()
-        generator = HFGenerator(model, tokenizer, batch_size=self.cfg.eval.batch_size, seed=eval_seed(self.cfg))
         row = {"step": state.global_step, "eval/phase": phase}
         samples = []
-        for evaluator, rows in self._data(full):
-            result = evaluator.score(rows, generator, self.cfg)
-            row.update(result.prefixed("eval/"))
-            samples += [{"evaluator": result.name, "step": state.global_step, "phase": phase, **sample}
-                        for sample in result.samples]
+
+        def make_generator(generation_model):
+            return HFGenerator(generation_model, tokenizer, batch_size=self.cfg.eval.batch_size,
+                               seed=eval_seed(self.cfg))
+
+        with self.generator_context(model, make_generator) as generator:
+            for evaluator, rows in self._data(full):
+                result = evaluator.score(rows, generator, self.cfg)
+                row.update(result.prefixed("eval/"))
+                samples += [{"evaluator": result.name, "step": state.global_step, "phase": phase, **sample}
+                            for sample in result.samples]
+        if not state.is_world_process_zero:
+            return row
         self._write_samples(state.global_step, samples)
         row["eval/wall_time_s"] = round(time.time() - started, 2)
         log.info("eval %s step %d: %s", phase, state.global_step,
@@ -94,6 +105,11 @@ class InTrainingEval(TrainerCallback):
         if self._prepared is None:
             self._prepared = [(ev, ev.load(self.cfg, self.cfg.eval.limit)) for ev in selected_evaluators(self.cfg)]
         return self._prepared
+
+
+@contextmanager
+def _plain_generator(model, make_generator):
+    yield make_generator(model)
 
 
 def _is_score(key: str, value) -> bool:

@@ -14,6 +14,8 @@ from collections import deque
 
 from transformers import TrainerCallback
 
+from grpo import ranks
+
 log = logging.getLogger(__name__)
 
 SKIPPED_METRIC = "train/skipped_nonfinite_updates"
@@ -41,7 +43,7 @@ def build_guards(cfg) -> list:
 
 
 def run_guards_first(trainer, guards) -> None:
-    """Move the guards to the head of the trainer's callbacks.
+    """Move the guards to the head of the trainer's callbacks, and let them see the trainer's engine.
 
     Their `on_log` adds SKIPPED_METRIC to the logs; the reporting callbacks (W&B, TensorBoard), which
     `report_to` puts ahead of every callback passed to the trainer, must see it already there.
@@ -51,13 +53,20 @@ def run_guards_first(trainer, guards) -> None:
         if guard in callbacks:
             callbacks.remove(guard)
         callbacks.insert(0, guard)
+        guard.trainer = trainer
 
 
 def grads_are_finite(model) -> bool:
+    """On every rank: no rank holds a non-finite gradient (FSDP shards the gradients, so ranks must agree)."""
     import torch
 
-    flags = [p.grad.isfinite().all() for p in model.parameters() if p.grad is not None]
-    return bool(torch.stack(flags).all()) if flags else True
+    flags = [_local(p.grad).isfinite().all() for p in model.parameters() if p.grad is not None]
+    finite = bool(torch.stack(flags).all()) if flags else True
+    return not ranks.any_rank(not finite)
+
+
+def _local(grad):
+    return grad.to_local() if hasattr(grad, "to_local") else grad  # FSDP2's DTensor: this rank's shard
 
 
 class NonFiniteGuard(TrainerCallback):
@@ -68,6 +77,11 @@ class NonFiniteGuard(TrainerCallback):
     torch's optimizers (AdamW included) skip those parameters entirely: no weight change and no
     moment update. The LR scheduler still advances one step (the Trainer steps it unconditionally);
     with fp16 a GradScaler would skip on its own, but Gemma trains in bf16/fp32, where nothing else does.
+
+    Under DeepSpeed the gradients live in the engine (`p.grad` is None) and the engine has stepped inside
+    backward, before this hook: there DeepSpeed's ZeRO optimizer skips a non-finite step itself (its
+    overflow check, on by default for bf16 and fp32 in DeepSpeed 0.19) and counts it in
+    `engine.skipped_steps`, which this guard reads to count and stop the same way.
     """
 
     def __init__(self, max_consecutive: int = 3):
@@ -75,13 +89,25 @@ class NonFiniteGuard(TrainerCallback):
         self.skipped = 0
         self.consecutive = 0
         self.halted: str | None = None
+        self.trainer = None  # set by run_guards_first
+        self._engine_skipped = 0  # DeepSpeed's count at the start of the step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        engine = getattr(self.trainer, "deepspeed", None)
+        self._engine_skipped = engine.skipped_steps if engine is not None else 0
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if grads_are_finite(model):
+        engine = getattr(self.trainer, "deepspeed", None)
+        if engine is not None:
+            finite = engine.skipped_steps == self._engine_skipped
+        else:
+            finite = grads_are_finite(model)
+            if not finite:
+                for param in model.parameters():
+                    param.grad = None
+        if finite:
             self.consecutive = 0
             return control
-        for param in model.parameters():
-            param.grad = None
         self.skipped += 1
         self.consecutive += 1
         step = state.global_step + 1

@@ -9,6 +9,11 @@ The first signal asks the run to stop:
 A generation can run for many minutes (long completions on CPU), longer than a cluster's grace period
 before SIGKILL; this bounds the delay by one decoding step. vLLM rollouts are not covered.
 A second signal exits at once (exit 128 + signal), without saving.
+
+Under several processes a signal may reach one rank only (`kill` of one worker, a node's preemption): the
+ranks agree at every step end (one all-reduce of a flag), so all of them checkpoint the same step and stop
+together, and a generation is not cut short (ranks leaving a generation at different points would leave
+the others waiting in the next collective): the stop takes effect at the end of the current step.
 """
 
 import logging
@@ -20,6 +25,8 @@ from pathlib import Path
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TrainerCallback
+
+from grpo import ranks
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +86,11 @@ class GracefulStop(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._step_started = None
-        if self.requested:
+        if ranks.any_rank(self.requested is not None):
+            global _stopped_by
+            if self.requested is None:
+                self.requested = _stopped_by = "a stop signal to another rank"
+                log.warning("%s: stopping at step %d with it", self.requested, state.global_step)
             control.should_save = True
             control.should_training_stop = True
         return control
@@ -88,7 +99,8 @@ class GracefulStop(TrainerCallback):
         """`trainer.train(**train_kwargs)` with the signal handlers installed and generation stoppable."""
         model = trainer.model
         own_generate = model.__dict__.get("generate")
-        _stop_generation_on_request(model, self)
+        if not ranks.distributed():
+            _stop_generation_on_request(model, self)
         self.install()
         try:
             trainer.train(**train_kwargs)
@@ -96,10 +108,10 @@ class GracefulStop(TrainerCallback):
             self._save_last_finished_step(trainer)
         finally:
             self.uninstall()
-            if own_generate is None:
-                del model.generate
-            else:
+            if own_generate is not None:
                 model.generate = own_generate
+            elif "generate" in model.__dict__:
+                del model.generate
 
     def _save_last_finished_step(self, trainer) -> None:
         state = trainer.state

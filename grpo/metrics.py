@@ -2,7 +2,7 @@
 
 Written line by line (and flushed) so an interrupted run keeps every step it logged. A resumed run
 appends; steps at or after the resume point are dropped from the old file first so the log has each
-step once.
+step once. Only the main process writes (TRL gathers the metrics of every rank before logging).
 """
 
 import json
@@ -34,7 +34,7 @@ class MetricsJsonlCallback(TrainerCallback):
         self.history: list[dict] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.path.exists() and state.global_step > 0:
+        if state.is_world_process_zero and self.path.exists() and state.global_step > 0:
             kept = [line for line in self.path.read_text(errors="replace").splitlines() if _step(line) <= state.global_step]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._last_time = time.monotonic()

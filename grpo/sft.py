@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from grpo import ranks
 from grpo.entry import CONFIG_DIR, prepare_process
 from grpo.errors import user_errors
 from grpo.profile import cuda_available
@@ -36,7 +37,7 @@ from grpo.validate import (
 log = logging.getLogger("grpo.sft")
 
 # SFTConfig fields gemma-grpo sets itself (from output_dir, seed, model.dtype, the logger group).
-_SFT_KEYS_WE_SET = {"output_dir", "seed", "run_name", "bf16", "report_to"}
+_SFT_KEYS_WE_SET = {"output_dir", "seed", "run_name", "bf16", "use_cpu", "report_to"}
 _GPU_OPTIMIZERS = ("8bit", "bnb", "paged")
 
 
@@ -115,7 +116,9 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
 
     check_model_access(cfg.model)  # gated or unreachable hub model: say so before W&B starts
     cfg = _with_output_dir(cfg, output_dir)
-    OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
+    main = ranks.is_main_process()  # run files and W&B: one per launch, from rank 0
+    if main:
+        OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
     log.info(
         "SFT stage: sft=%s model=%s peft=%s max_steps=%s output_dir=%s",
         cfg.sft.name, cfg.model.name, cfg.peft.method, cfg.sft.trainer.max_steps, output_dir,
@@ -127,7 +130,7 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
     from grpo.sft_data import load_sft_dataset
 
     dataset, _ = load_sft_dataset(cfg)
-    args = sft_config(cfg, output_dir, _start_tracking(cfg, output_dir))
+    args = sft_config(cfg, output_dir, _start_tracking(cfg, output_dir) if main else [])
     metrics, stop, callbacks = _callbacks(cfg, output_dir)  # evaluation data loads here, before the model
     from grpo.models import load_model_and_tokenizer
     from grpo.train import peft_config
@@ -144,13 +147,19 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
         callbacks=callbacks,
     )
     _check_not_all_truncated(trainer, cfg)
+    evaluation = next((c for c in callbacks if hasattr(c, "generator_context")), None)
+    if evaluation is not None:
+        from grpo.distributed_eval import generator_context
+
+        evaluation.generator_context = generator_context(trainer)  # every rank takes part
     stop.train(trainer, resume_from_checkpoint=last_checkpoint(cfg.get("resume", "auto"), output_dir))
     adapter = output_dir / "adapter"
-    trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
-    from grpo.run_dir import record_base_model
+    trainer.save_model(str(adapter))  # every rank: under ZeRO-3 / FSDP the weights are gathered to save
+    if main:
+        tokenizer.save_pretrained(str(adapter))
+        from grpo.run_dir import record_base_model
 
-    record_base_model(adapter, cfg.model)
+        record_base_model(adapter, cfg.model)
     from grpo.tracking import finish_wandb
 
     finish_wandb()  # the GRPO stage starts its own W&B run
@@ -200,6 +209,7 @@ def sft_config(cfg: DictConfig, output_dir: Path, report_to: list[str]):
         seed=cfg.seed,
         run_name=f"sft-{cfg.sft.name}-{output_dir.name}",
         bf16=resolve_dtype(cfg.model.dtype) == torch.bfloat16,
+        use_cpu=not cuda_available(),  # on CPU, accelerate starts a process group only when told
         report_to=report_to,
     )
     try:

@@ -40,7 +40,7 @@ def start_wandb(logger_cfg, run_name: str, output_dir: str, config: dict, resume
                 mode=attempt,
                 id=resume_id,
                 resume="allow" if resume_id else None,
-                settings=wandb.Settings(init_timeout=60, silent=True),
+                settings=wandb.Settings(init_timeout=logger_cfg.get("init_timeout", 60), silent=True),
             )
             log.info("W&B: %s run %s in %s", attempt, run_name, output_dir)
             guard_wandb_log(wandb)

@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from grpo import ranks
 from grpo.hub_access import check_model_access
 from grpo.entry import CONFIG_DIR, prepare_process
 from grpo.errors import user_errors
@@ -51,13 +52,15 @@ def _train(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.output_dir)
     cfg = as_run(cfg, plan)
     log_resolved(cfg, plan, cuda, output_dir)
-    OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
+    main = ranks.is_main_process()  # run files, W&B, card and upload: one per launch, from rank 0
+    if main:
+        OmegaConf.save(cfg, output_dir / "resolved_config.yaml", resolve=True)
 
     from transformers import set_seed
 
     set_seed(cfg.seed)
     checkpoint = last_checkpoint(cfg.resume, output_dir)
-    report_to = start_tracking(cfg, output_dir)
+    report_to = start_tracking(cfg, output_dir) if main else []
     args = grpo_config(cfg, plan, reward_weights, report_to, output_dir)
 
     from tasks import build_task
@@ -76,11 +79,12 @@ def _train(cfg: DictConfig) -> Path:
     stop.train(trainer, resume_from_checkpoint=checkpoint)  # a stop signal ends it early (grpo/interrupt.py)
     run.nonfinite_guard.raise_if_halted()
     save_final(trainer, output_dir, cfg.model)
-    summarise(cfg, run, output_dir, time.time() - started, stop.requested, data_report.summary())
-    push_run(cfg, output_dir)
-    from grpo.tracking import finish_wandb
+    if main:
+        summarise(cfg, run, output_dir, time.time() - started, stop.requested, data_report.summary())
+        push_run(cfg, output_dir)
+        from grpo.tracking import finish_wandb
 
-    finish_wandb()
+        finish_wandb()
     return output_dir
 
 
@@ -100,6 +104,8 @@ def as_run(cfg: DictConfig, plan) -> DictConfig:
         cfg.trainer.per_device_train_batch_size = plan.per_device_train_batch_size
         cfg.trainer.gradient_accumulation_steps = plan.gradient_accumulation_steps
         cfg.trainer.bf16 = resolve_dtype(cfg.model.dtype) == torch.bfloat16
+        # on CPU, accelerate starts a process group only when told (grpo/ranks.py)
+        cfg.trainer.use_cpu = not cuda_available()
         cfg.profile = _profile_choice()
     return cfg
 
@@ -249,6 +255,10 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
         callbacks=callbacks,
     )
     run_guards_first(trainer, guards)  # their additions to the logs reach W&B and metrics.jsonl
+    if evaluation:
+        from grpo.distributed_eval import generator_context
+
+        evaluation[0].generator_context = generator_context(trainer)  # every rank takes part
     if cfg.rollout.get("end_at_stop_strings"):
         from grpo.models import eos_token_ids
         from grpo.stop_strings import end_rollouts_at_stop_strings
@@ -273,9 +283,10 @@ def save_final(trainer, output_dir: Path, model_cfg) -> None:
     from grpo.run_dir import record_base_model
 
     final = output_dir / "adapter"
-    trainer.save_model(str(final))
-    trainer.processing_class.save_pretrained(str(final))
-    record_base_model(final, model_cfg)
+    trainer.save_model(str(final))  # every rank: under ZeRO-3 / FSDP the weights are gathered to save
+    if ranks.is_main_process():
+        trainer.processing_class.save_pretrained(str(final))
+        record_base_model(final, model_cfg)
 
 
 def summarise(cfg, run: TrainingRun, output_dir: Path, wall_time_s: float, stopped_by: str | None,

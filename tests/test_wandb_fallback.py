@@ -22,16 +22,16 @@ def wandb_env(monkeypatch, tmp_path):
     wandb.log = original_log
 
 
-def _logger(mode):
-    return OmegaConf.create({"name": "wandb", "project": "gemma-grpo-test", "entity": None, "mode": mode})
+def _logger(mode, init_timeout=60):
+    return OmegaConf.create({"name": "wandb", "project": "gemma-grpo-test", "entity": None, "mode": mode,
+                             "init_timeout": init_timeout})
 
 
 def test_unreachable_server_falls_back_to_offline(wandb_env, monkeypatch, caplog):
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # loopback port with nothing listening
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "10")
     with caplog.at_level(logging.WARNING, logger="grpo.tracking"):
-        report_to = start_wandb(_logger("online"), "t", str(wandb_env), {}, resume_id="abc123def456")
+        report_to = start_wandb(_logger("online", init_timeout=5), "t", str(wandb_env), {}, resume_id="abc123def456")
     assert report_to == ["wandb"]
     assert wandb.run is not None and wandb.run.offline
     assert wandb.run.id == "abc123def456"
