@@ -18,10 +18,11 @@ PROMPTS = (
 )
 
 
-def prompt_ids(tokenizer, prompts: Sequence[str] = PROMPTS) -> list[list[int]]:
-    """Each prompt as a user turn with the generation prompt, as evaluation and training format it."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
+def prompt_ids(tokenizer, prompts: Sequence[str | list[dict]] = PROMPTS) -> list[list[int]]:
+    """Each prompt (a user message, or a whole chat such as Task.prompt builds) with the generation prompt,
+    as evaluation and training format it."""
+    chats = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    texts = [tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chats]
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 

@@ -65,3 +65,30 @@ def run_cli(module: str, *overrides: str, timeout: int = 600, env: dict | None =
     )
     result.output = result.stdout + result.stderr
     return result
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, tiny_model_dir):
+    """A trained run: SFT then GRPO on the tiny model, 2 steps each, as `python -m grpo.train ... sft=gsm8k_cot`
+    runs it; (run dir, output). Shared by tests/test_sft_cli.py and tests/test_export.py (its exports). The SFT
+    learning rate is high so that 2 steps change the tiny model's greedy tokens: an export compared with an
+    adapter that changes nothing would pass by being the base."""
+    run = tmp_path_factory.mktemp("pipeline")
+    result = run_cli(
+        "grpo.train",
+        "+task=gsm8k",
+        "model=tiny",
+        "sft=gsm8k_cot",
+        "sft.trainer.max_steps=2",
+        "sft.trainer.learning_rate=2e-2",
+        "sft.trainer.per_device_train_batch_size=1",
+        "sft.trainer.max_length=1024",
+        "task.example=null",  # shorter prompts in both stages: the test's time goes into 262k-vocab logits
+        "trainer.max_steps=2",
+        "trainer.max_completion_length=8",
+        "logger=none",
+        "eval.limit=0",
+        f"hydra.run.dir={run}",
+    )
+    assert result.returncode == 0, result.output[-3000:]
+    return run, result.output

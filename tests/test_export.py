@@ -3,7 +3,9 @@ as the unmerged adapter does (grpo/export_check.py); bad input is refused early 
 
 The run is a stand-in on the tiny Gemma 3: its resolved config as training writes it, and a LoRA adapter on
 every linear layer whose B matrices are random (not zero, as a fresh adapter's are), so the adapter changes
-the output and a skipped or wrong merge fails the comparison.
+the output and a skipped or wrong merge fails the comparison. One test takes a run that really trained
+(conftest.pipeline_run: SFT then GRPO, shared with tests/test_sft_cli.py). The embedded 270M after real
+training: scripts/export_agreement.py --run <run dir>.
 """
 
 import json
@@ -187,6 +189,30 @@ def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny
     rebuilt = build_gemma_tokenizer(path, ours.fields["tokenizer.chat_template"].contents())
     for text in ("Hello world", "<start_of_turn>user\nWhat is 12 * 7?<end_of_turn>\n", "  spaces\n\n\nand 3.14"):
         assert rebuilt(text)["input_ids"] == tokenizer(text)["input_ids"]
+
+
+@pytest.mark.slow
+def test_merged_export_of_a_trained_run_is_its_adapter(pipeline_run, tmp_path):
+    """A run as training writes it (SFT then GRPO on the tiny model, conftest.pipeline_run), not a stand-in:
+    its adapter changes the base's greedy tokens, and the merged export gives exactly the adapter's. GGUF is
+    left to the stand-in tests above (its export and transformers' GGUF loader cost ~60 s on the tiny model);
+    the trained 270M's f16 and q8_0: scripts/export_agreement.py --run <run dir> (README, Use your model)."""
+    from transformers import AutoModelForCausalLM
+
+    from grpo.export import export_merged
+    from grpo.export_check import greedy_continuations, prompt_ids
+    from grpo.models import load_model_and_tokenizer
+    from grpo.run_dir import load_run
+
+    run = load_run(pipeline_run[0])
+    assert run.dir.name == "grpo" and run.is_adapter  # the pipeline's final stage
+    model, tokenizer = load_model_and_tokenizer(run.cfg.model, adapter=str(run.weights))
+    ids = prompt_ids(tokenizer)
+    reference = greedy_continuations(model, ids, NEW_TOKENS)
+    with model.disable_adapter():
+        assert greedy_continuations(model, ids, NEW_TOKENS) != reference, "training left the greedy output as is"
+    merged = AutoModelForCausalLM.from_pretrained(export_merged(run, tmp_path / "merged"))
+    assert greedy_continuations(merged, ids, NEW_TOKENS) == reference
 
 
 def test_norm_weights_are_stored_as_one_plus_w_as_llama_cpp_expects(tiny_model_dir):
