@@ -129,6 +129,11 @@ def check_rollout(cfg: DictConfig, cuda: bool) -> None:
             "peft=qlora with vLLM rollouts is broken or lossy in TRL (trl #3654, #4973, #3466): "
             "use peft=lora with vLLM, or rollout=hf with QLoRA"
         )
+    if cfg.rollout.trainer_overrides.get("vllm_mode") == "server":
+        from grpo.vllm_server import check_server_config, check_server_reachable
+
+        check_server_config(cfg.rollout)
+        check_server_reachable(cfg)  # the last rollout check: it is the one that waits
 
 
 def check_vllm_on_cpu(name: str) -> None:
