@@ -11,7 +11,9 @@ TRL's own wait finds it up at once.
 The URL rule is TRL's (`VLLMGeneration._init_vllm`): `vllm_server_base_url` when set, else
 `http://{vllm_server_host}:{vllm_server_port}`. The server's own size (tensor and data parallel, memory
 share, context) is set where it starts, on the `trl vllm-serve` command line; `rollout.server` records
-it so that `serve_command` can print the command that matches the config.
+it so that `serve_command` can print the command that matches the config. Data parallel serving is left
+out: TRL 1.16's vllm-serve documents that vLLM refuses data_parallel_size > 1 for dense models (vllm
+#30739), and every Gemma is dense.
 """
 
 import json
@@ -52,7 +54,7 @@ def serve_command(cfg: DictConfig) -> str:
     # a server the trainer reaches on loopback need not listen on the network; any other must
     listen = url.hostname if url.hostname in ("127.0.0.1", "localhost") else "0.0.0.0"
     parts = [f"trl vllm-serve --model {model}", f"--host {listen}", f"--port {url.port or (443 if url.scheme == 'https' else 80)}"]
-    for flag in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len"):
+    for flag in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len"):
         if server.get(flag) is not None:
             parts.append(f"--{flag} {server[flag]}")
     return " ".join(parts)
@@ -84,9 +86,7 @@ def check_server_config(rollout: DictConfig) -> None:
         )
     check_number(overrides.get("vllm_server_timeout"), "rollout.trainer_overrides.vllm_server_timeout", minimum=0)
     server = rollout.get("server") or {}
-    for key in ("tensor_parallel_size", "data_parallel_size"):
-        if key in server:
-            check_number(server[key], f"rollout.server.{key}", minimum=1, integer=True)
+    check_number(server.get("tensor_parallel_size", 1), "rollout.server.tensor_parallel_size", minimum=1, integer=True)
     check_number(server.get("wait_s", 0), "rollout.server.wait_s", minimum=0)
 
 
@@ -113,7 +113,7 @@ def wait_for_health(url: str, within_s: float, poll_s: float = 1.0) -> bool:
 
 
 def server_world_size(url: str, timeout_s: float = 3.0) -> int | None:
-    """Workers behind the server (tensor x data parallel), from the endpoint TRL's client reads; None
+    """Workers behind the server (its tensor-parallel size), from the endpoint TRL's client reads; None
     when it does not answer (an older server, or one without dev-mode endpoints)."""
     try:
         with urllib.request.urlopen(f"{url}/get_world_size", timeout=timeout_s) as response:
@@ -139,10 +139,10 @@ def check_server_reachable(cfg: DictConfig) -> None:
             "rollout.server.wait_s"
         )
     log.info("vLLM server at %s is up (answered in %.1f s)", url, time.monotonic() - started)
-    expected = server.get("tensor_parallel_size", 1) * server.get("data_parallel_size", 1)
+    expected = server.get("tensor_parallel_size", 1)
     workers = server_world_size(url)
     if workers is not None and workers != expected:
         log.warning(
-            "vLLM server at %s runs %d worker(s), the config says tensor_parallel_size x data_parallel_size = %d: "
+            "vLLM server at %s runs %d worker(s), the config says rollout.server.tensor_parallel_size = %d: "
             "rollout.server records how the server was started; update it to match", url, workers, expected,
         )
