@@ -87,6 +87,36 @@ def check_trainer(cfg: DictConfig, cuda: bool) -> None:
         raise ConfigError("trainer.bf16=true needs a GPU here; on CPU the model trains in float32 (model.dtype=auto)")
 
 
+def check_deepspeed_on_cpu(cfg: DictConfig, cuda: bool) -> None:
+    """A DeepSpeed launch of several CPU processes works (docs/distributed.md) only with the process group
+    named: transformers 5 otherwise starts each process as a world of one (no backend found without a
+    GPU), and DeepSpeed fails its batch check (`train_batch_size is not equal to micro_batch_per_gpu *
+    gradient_acc_step * world_size`)."""
+    if cuda or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return
+    fix = (
+        "accelerate launch --config_file conf/accelerate/zero2_cpu.yaml -m grpo.train ... "
+        "+trainer.ddp_backend=gloo"
+    )
+    if cfg.trainer.get("deepspeed"):
+        raise ConfigError(
+            "trainer.deepspeed under torchrun on CPU runs each process alone (transformers starts no process "
+            f"group for it without a GPU); launch DeepSpeed through accelerate instead: {fix}"
+        )
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
+        return
+    if cfg.trainer.get("use_cpu"):
+        raise ConfigError(
+            "trainer.use_cpu=true under a DeepSpeed launch trains with plain CPU data parallel, without "
+            "DeepSpeed; drop it and set +trainer.ddp_backend=gloo"
+        )
+    if cfg.trainer.get("ddp_backend") not in ("gloo", "ccl"):
+        raise ConfigError(
+            "DeepSpeed on CPU needs the process group's backend: add +trainer.ddp_backend=gloo "
+            f"(or ccl with Intel's oneCCL bindings); e.g. {fix}"
+        )
+
+
 def check_model(cfg: DictConfig, cuda: bool) -> None:
     if cfg.model.dtype not in ("auto", "bfloat16", "float32"):
         hint = " (Gemma overflows in float16)" if cfg.model.dtype == "float16" else ""
@@ -129,6 +159,11 @@ def check_rollout(cfg: DictConfig, cuda: bool) -> None:
             "peft=qlora with vLLM rollouts is broken or lossy in TRL (trl #3654, #4973, #3466): "
             "use peft=lora with vLLM, or rollout=hf with QLoRA"
         )
+    if cfg.rollout.trainer_overrides.get("vllm_mode") == "server":
+        from grpo.vllm_server import check_server_config, check_server_reachable
+
+        check_server_config(cfg.rollout)
+        check_server_reachable(cfg)  # the last rollout check: it is the one that waits
 
 
 def check_vllm_on_cpu(name: str) -> None:
@@ -319,6 +354,7 @@ def validate_training_config(cfg: DictConfig, cuda: bool):
     check_seed(cfg)
     check_model(cfg, cuda)
     check_trainer(cfg, cuda)
+    check_deepspeed_on_cpu(cfg, cuda)
     check_rollout(cfg, cuda)
     plan = check_batches(cfg)
     check_eval(cfg)
