@@ -27,12 +27,23 @@ def distributed() -> bool:
     return world_size() > 1
 
 
+def deepspeed_launch() -> bool:
+    """`accelerate launch` with a DeepSpeed config (conf/accelerate/zero*.yaml): DeepSpeed starts the group."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def cpu_data_parallel() -> bool:
+    """No GPU and no DeepSpeed: the ranks are CPU processes of plain data parallel (gloo)."""
+    import torch
+
+    return not torch.cuda.is_available() and not deepspeed_launch()
+
+
 def init_distributed() -> None:
     """Start the process group (gloo on CPU, the accelerator's backend elsewhere) if it is not running."""
-    import torch
     from accelerate import PartialState
 
-    cpu = not torch.cuda.is_available()
+    cpu = cpu_data_parallel()  # under DeepSpeed, accelerate hands the group to DeepSpeed
     if cpu:
         # accelerate names each CPU rank's device `cpu:<index>`, and the Trainer's resume loads the optimizer
         # with map_location=args.device, which torch.load cannot restore to ("don't know how to restore data

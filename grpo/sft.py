@@ -209,7 +209,7 @@ def sft_config(cfg: DictConfig, output_dir: Path, report_to: list[str]):
         seed=cfg.seed,
         run_name=f"sft-{cfg.sft.name}-{output_dir.name}",
         bf16=resolve_dtype(cfg.model.dtype) == torch.bfloat16,
-        use_cpu=not cuda_available(),  # on CPU, accelerate starts a process group only when told
+        use_cpu=ranks.cpu_data_parallel(),  # on CPU, accelerate starts a process group only when told
         report_to=report_to,
     )
     try:

@@ -105,7 +105,8 @@ def as_run(cfg: DictConfig, plan) -> DictConfig:
         cfg.trainer.gradient_accumulation_steps = plan.gradient_accumulation_steps
         cfg.trainer.bf16 = resolve_dtype(cfg.model.dtype) == torch.bfloat16
         # on CPU, accelerate starts a process group only when told (grpo/ranks.py)
-        cfg.trainer.use_cpu = not cuda_available()
+        # (not under DeepSpeed, which would quietly become plain CPU data parallel: grpo/validate.py)
+        cfg.trainer.use_cpu = ranks.cpu_data_parallel()
         cfg.profile = _profile_choice()
     return cfg
 
