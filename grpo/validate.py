@@ -7,13 +7,13 @@ so users never read a stack trace from deep inside TRL for a typo or an impossib
 import dataclasses
 import difflib
 import numbers
-import os
 import shutil
 from importlib.util import find_spec
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from grpo import ranks
 from grpo.batching import BatchConfigError, BatchPlan, plan_batches
 from grpo.entry import CONFIG_DIR
 from tasks import ConfigError, build_task, task_names
@@ -92,7 +92,7 @@ def check_deepspeed_on_cpu(cfg: DictConfig, cuda: bool) -> None:
     named: transformers 5 otherwise starts each process as a world of one (no backend found without a
     GPU), and DeepSpeed fails its batch check (`train_batch_size is not equal to micro_batch_per_gpu *
     gradient_acc_step * world_size`)."""
-    if cuda or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    if cuda or not ranks.distributed():
         return
     fix = (
         "accelerate launch --config_file conf/accelerate/zero2_cpu.yaml -m grpo.train ... "
@@ -103,7 +103,7 @@ def check_deepspeed_on_cpu(cfg: DictConfig, cuda: bool) -> None:
             "trainer.deepspeed under torchrun on CPU runs each process alone (transformers starts no process "
             f"group for it without a GPU); launch DeepSpeed through accelerate instead: {fix}"
         )
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true":
+    if not ranks.deepspeed_launch():
         return
     if cfg.trainer.get("use_cpu"):
         raise ConfigError(
@@ -227,7 +227,7 @@ def check_batches(cfg: DictConfig) -> BatchPlan:
             max_micro_batch=cfg.batch.max_micro_batch,
             per_device_train_batch_size=cfg.trainer.per_device_train_batch_size,
             gradient_accumulation_steps=cfg.trainer.gradient_accumulation_steps,
-            world_size=int(os.environ.get("WORLD_SIZE", "1")),
+            world_size=ranks.world_size(),
         )
     except BatchConfigError as error:
         raise ConfigError(str(error)) from None

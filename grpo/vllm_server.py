@@ -18,7 +18,6 @@ out: TRL 1.16's vllm-serve documents that vLLM refuses data_parallel_size > 1 fo
 
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -26,16 +25,13 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
+from grpo import ranks
+
 from tasks import ConfigError
 
 log = logging.getLogger(__name__)
 
 KEYS = "rollout.trainer_overrides.vllm_server_host / vllm_server_port (or vllm_server_base_url)"
-
-
-def is_main_process() -> bool:
-    """Rank 0 of the launch (torchrun and accelerate set RANK). Only it talks to the server in TRL."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def server_url(overrides) -> str:
@@ -125,7 +121,7 @@ def server_world_size(url: str, timeout_s: float = 3.0) -> int | None:
 def check_server_reachable(cfg: DictConfig) -> None:
     """On the main process: the server answers `/health` within `rollout.server.wait_s` seconds, or a
     ConfigError that says where we looked and how to start it. Other ranks never contact the server."""
-    if not is_main_process():
+    if not ranks.is_main_process():  # only rank 0 talks to the server in TRL
         return
     url = server_url(cfg.rollout.trainer_overrides)
     server = cfg.rollout.get("server") or {}
