@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from eval.metrics import wilson_interval
 from eval.plots import plot_eval, plot_rewards
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ _SCORE_PREFIXES = ("accuracy", "f1", "macro_f1", "pass@", "maj@")
 
 SMOKE_MAX_STEPS = 50
 RESULTS_DOC = "docs/results.md"
+LEARNING_COMMAND = "python -m grpo.train +experiment=cpu-learning"  # docs/results.md, part 1
 
 
 def smoke_run_note(max_steps: int | None) -> str | None:
@@ -43,7 +45,8 @@ def smoke_run_note(max_steps: int | None) -> str | None:
         f"This was a smoke run ({max_steps} steps, fewer than {SMOKE_MAX_STEPS}): it checks that the pipeline "
         "works end to end (data, generation, rewards, updates, evaluation, saving), not that the model learns; "
         f"its before/after numbers are not a result. For a run that shows learning, with confidence intervals, "
-        f"see {RESULTS_DOC} in the gemma-grpo repository."
+        f"run `{LEARNING_COMMAND}` (about 40 minutes on 2 CPU cores) and see {RESULTS_DOC} in the gemma-grpo "
+        "repository."
     )
 
 
@@ -170,8 +173,23 @@ def _results_table(evals: list[dict]) -> list[str]:
         "|---|---|---|---|",
     ]
     for key, before, after in pairs:
-        table.append(f"| {key[5:]} | {before:.1%} | {after:.1%} | {100 * (after - before):+.1f} pp |")
+        table.append(f"| {key[5:]} | {before:.1%}{_interval(evals[0], key)} | {after:.1%}{_interval(evals[-1], key)} "
+                     f"| {100 * (after - before):+.1f} pp |")
+    if any(_interval(evals[0], key) for key, _, _ in pairs):
+        table += ["", "Brackets: Wilson 95% intervals over the questions (one greedy answer each)."]
     return table
+
+
+def _interval(row: dict, key: str) -> str:
+    """" [low, high]" for an accuracy with its count of correct answers in the row (one sample per question:
+    with several, answers to one question are not independent trials); "" otherwise."""
+    prefix, metric = key.rsplit("/", 1)
+    mode = metric.removeprefix("accuracy_")
+    correct, n = row.get(f"{prefix}/correct_{mode}"), row.get(f"{prefix}/n")
+    if not metric.startswith("accuracy_") or row.get(f"{prefix}/num_samples", 1) != 1 or not n or correct is None:
+        return ""
+    low, high = wilson_interval(int(correct), int(n))
+    return f" [{low:.1%}, {high:.1%}]"
 
 
 def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None,

@@ -2,7 +2,7 @@
 
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from math import comb
+from math import comb, sqrt
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -19,6 +19,17 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% with z=1.96); unlike the normal approximation it stays
+    inside [0, 1] and is not zero-width at 0 or n correct, which matters for a weak model's 0/500."""
+    if not 0 <= correct <= n or n == 0:
+        raise ValueError(f"wilson_interval: need 0 <= correct <= n and n > 0, got correct={correct}, n={n}")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def majority_vote(values: Sequence[Hashable | None]) -> Hashable | None:

@@ -41,7 +41,8 @@ def print_summary(cfg, history: list[dict], global_step: int, output_dir: Path, 
     ]
     note = smoke_run_note(cfg.trainer.max_steps)
     if note:
-        lines += ["", *textwrap.wrap(note, 70, initial_indent="  ", subsequent_indent="  ")]
+        # break_on_hyphens=False keeps the command (+experiment=cpu-learning) copyable
+        lines += ["", *textwrap.wrap(note, 70, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)]
     if stopped_by:
         lines.append(
             f"  stopped by {stopped_by} after a checkpoint; continue it with: "

@@ -4,7 +4,7 @@
     task = build_task(cfg.task)             # conf/task/<name>.yaml's `task` block, checked
     rows, report = task.load_split("train")
 
-Built in: `gsm8k`, `math`, `pubmedqa`, `reasoning_gym`, `custom` (conf/task/). A task of your own is a
+Built in: `gsm8k`, `math`, `pubmedqa`, `reasoning_gym`, `arithmetic`, `custom` (conf/task/). A task of your own is a
 yaml whose `_target_` names a `tasks.Task` subclass anywhere on PYTHONPATH (README, "Write your own task").
 """
 

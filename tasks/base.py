@@ -37,6 +37,15 @@ RESERVED_COLUMNS = frozenset(
 REQUIRED = object()
 
 
+def mark_training_repeats(test_rows: list[dict], train_rows: list[dict]) -> None:
+    """Flag each generated test row whose question also occurs in the training split, so that the task's
+    `parse` leaves it out (counted): held-out accuracy is then measured on questions never trained on."""
+    seen = {row["question"] for row in train_rows}
+    for row in test_rows:
+        if row["question"] in seen:
+            row["in_training_split"] = True
+
+
 class Task:
     """Rows per split, the answer format, correctness, SFT text. See the module docstring."""
 

@@ -15,7 +15,7 @@ length-capped text inside the answer tag.
 import inspect
 import json
 
-from tasks.base import Task
+from tasks.base import Task, mark_training_repeats
 from tasks.errors import ConfigError
 
 TEST_SEED_OFFSET = 1_000_003  # far from the training seed, so the two splits are independent draws
@@ -40,6 +40,9 @@ class ReasoningGym(Task):
         "test_size": 1000,
         # seed of the training split; the test split uses seed + 1000003
         "seed": 0,
+        # seed of the test split; null: seed + 1000003. Another value draws a second held-out set (still
+        # without the training split's problems), e.g. to repeat an evaluation on other problems
+        "test_seed": None,
     }
 
     def _check(self):
@@ -50,6 +53,8 @@ class ReasoningGym(Task):
         if self.dataset not in datasets:
             raise ConfigError(f"task.dataset={self.dataset!r} is not a reasoning-gym dataset; available: "
                               f"{', '.join(sorted(datasets))}")
+        if self.test_seed is not None and (isinstance(self.test_seed, bool) or not isinstance(self.test_seed, int)):
+            raise ConfigError(f"task.test_seed={self.test_seed!r} must be an integer, or null for seed + 1000003")
         for key in ("train_size", "test_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -64,7 +69,7 @@ class ReasoningGym(Task):
             )
 
     def _generate(self, split: str, size: int | None = None):
-        seed = self.seed if split == "train" else self.seed + TEST_SEED_OFFSET
+        seed = self.seed if split == "train" else self._test_seed()
         size = size or (self.train_size if split == "train" else self.test_size)
         try:
             return _reasoning_gym().create_dataset(self.dataset, size=size, seed=seed, **(self.dataset_config or {}))
@@ -74,11 +79,11 @@ class ReasoningGym(Task):
     def builtin_rows(self, split):
         rows = [_row(entry) for entry in self._generate(split)]
         if split == "test":
-            seen = {entry["question"] for entry in self._generate("train")}
-            for row in rows:
-                if row["question"] in seen:
-                    row["in_training_split"] = True
-        return rows, f"reasoning-gym {self.dataset} (seed {self.seed}{'' if split == 'train' else ' + 1000003'})"
+            mark_training_repeats(rows, self._generate("train"))
+        return rows, f"reasoning-gym {self.dataset} (seed {self.seed if split == 'train' else self._test_seed()})"
+
+    def _test_seed(self) -> int:
+        return self.seed + TEST_SEED_OFFSET if self.test_seed is None else self.test_seed
 
     def parse(self, raw):
         if raw.get("in_training_split"):

@@ -91,3 +91,14 @@ def test_run_of_fifty_steps_or_more_is_not_called_a_smoke_run(tmp_path):
     write_metrics(tmp_path / "metrics.jsonl", FLAT, before=0.5, after=0.5)
     readme = write_run_report(tmp_path, long_cfg, None).read_text()
     assert "smoke run" not in readme.lower()
+
+
+def test_accuracies_with_counts_get_wilson_intervals_in_the_card(tmp_path, cfg):
+    rows = [{"step": 0, "eval/phase": "before", "eval/gsm8k/accuracy_strict": 0.098, "eval/gsm8k/correct_strict": 49,
+             "eval/gsm8k/n": 500, "eval/gsm8k/num_samples": 1},
+            {"step": 60, "eval/phase": "after", "eval/gsm8k/accuracy_strict": 0.3, "eval/gsm8k/correct_strict": 150,
+             "eval/gsm8k/n": 500, "eval/gsm8k/num_samples": 1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    readme = write_run_report(tmp_path, cfg, None, wall_time_s=60).read_text()
+    assert "| gsm8k/accuracy_strict | 9.8% [7.5%, 12.7%] | 30.0% [26.1%, 34.2%] | +20.2 pp |" in readme
+    assert "Wilson 95% intervals" in readme

@@ -3,7 +3,7 @@
 import pytest
 
 from eval.answers import score_answers
-from eval.metrics import majority_vote, pass_at_k
+from eval.metrics import majority_vote, pass_at_k, wilson_interval
 from fixtures.eval_stand_ins import StandInGenerator
 from tasks import build_task, load_task_file
 
@@ -145,3 +145,14 @@ def test_majority_vote_ignores_unparsed_and_breaks_ties_by_first_seen():
     assert majority_vote([None, "3", None]) == "3"
     assert majority_vote(["7", "3", "3", "7"]) == "7"
     assert majority_vote([None, None]) is None
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    # 49/500: p = 0.098; by hand (z = 1.96) centre 0.10107, half-width 0.02614
+    low, high = wilson_interval(49, 500)
+    assert (round(low, 4), round(high, 4)) == (0.0749, 0.1272)
+    # 0 of 10 correct still has an upper bound: z^2 / (n + z^2) = 3.8416 / 13.8416
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+    with pytest.raises(ValueError, match="correct=3, n=2"):
+        wilson_interval(3, 2)

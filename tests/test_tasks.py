@@ -22,7 +22,7 @@ def task(name, **fields):
 
 
 def test_every_shipped_task_builds_and_names_a_task_class():
-    assert task_names() == ["custom", "gsm8k", "math", "pubmedqa", "reasoning_gym"]
+    assert task_names() == ["arithmetic", "custom", "gsm8k", "math", "pubmedqa", "reasoning_gym"]
     for name in task_names():
         fields = {"data_files": {"train": str(FIXTURES / "countdown.jsonl")}} if name == "custom" else {}
         assert task(name, **fields).name == name
@@ -175,6 +175,19 @@ def test_reasoning_gym_splits_are_seeded_and_test_excludes_training_questions():
     assert [r["question"] for r in again] == [r["question"] for r in test]
 
 
+def test_reasoning_gym_test_seed_draws_a_second_held_out_set_still_without_training_questions():
+    settings = dict(dataset="chain_sum", train_size=300, test_size=300,
+                    dataset_config={"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1})
+    first, _ = task("reasoning_gym", **settings).load_split("test")
+    gym = task("reasoning_gym", test_seed=123, **settings)
+    second, _ = gym.load_split("test")
+    train, _ = gym.load_split("train")
+    assert [r["question"] for r in second] != [r["question"] for r in first]
+    assert not {r["question"] for r in train} & {r["question"] for r in second}
+    with pytest.raises(ConfigError, match="task.test_seed='x' must be an integer"):
+        task("reasoning_gym", test_seed="x", **settings)
+
+
 def test_reasoning_gym_verifier_is_the_correctness_reward():
     cfg = compose_train("+task=reasoning_gym", "task.train_size=20", "task.test_size=20")
     rows, _ = build_task(cfg.task).load_split("train")
@@ -182,6 +195,59 @@ def test_reasoning_gym_verifier_is_the_correctness_reward():
     completions = [f"<answer>{rows[0]['answer']}</answer>", "<answer>-99999</answer>", "no tag at all"]
     columns = {key: [rows[0][key]] * 3 for key in ("answer", "entry")}
     assert reward(completions=completions, **columns) == [1.0, 0.0, 0.0]
+
+
+def test_arithmetic_operands_have_their_digits_and_answers_are_the_true_results():
+    rows, _ = task("arithmetic", first_digits=2, second_digits=1, operators=["+", "-", "*"],
+                   train_size=200).load_split("train")
+    for row in rows:
+        first, symbol, second = row["question"].rsplit(":", 1)[1].removesuffix("=").split()
+        assert 10 <= int(first) <= 99 and 0 <= int(second) <= 9
+        expected = {"+": int(first) + int(second), "-": int(first) - int(second), "*": int(first) * int(second)}[symbol]
+        assert row["answer"] == str(expected)
+    assert {row["question"].split()[-3] for row in rows} == {"+", "-", "*"}
+
+
+def test_arithmetic_held_out_split_never_holds_a_training_expression_and_test_seed_redraws_it():
+    arithmetic = task("arithmetic", train_size=500, test_size=1000)
+    train, _ = arithmetic.load_split("train")
+    test, report = arithmetic.load_split("test")
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert report.dropped["also in the training split"] > 0  # 500 draws of 1,800 expressions repeat some
+    assert len(test) >= 500
+    second, _ = task("arithmetic", train_size=500, test_size=1000, test_seed=7).load_split("test")
+    assert [r["question"] for r in second] != [r["question"] for r in test]
+    assert not {r["question"] for r in train} & {r["question"] for r in second}
+
+
+def test_arithmetic_reward_and_evaluation_agree_on_the_gold_number():
+    cfg = compose_train("+task=arithmetic", "task.train_size=20")
+    gym = build_task(cfg.task)
+    rows, _ = gym.load_split("train")
+    reward = build_reward(cfg)
+    right = f"<answer>\n{rows[0]['answer']}\n</answer>"
+    assert reward(completions=[right, "<answer>-99999</answer>", "no tag"], answer=[rows[0]["answer"]] * 3) == [1.0, 0.0, 0.0]
+    assert gym.is_correct(right, rows[0], strict=True)
+
+
+def test_cpu_learning_experiment_evaluates_on_at_least_500_expressions_it_never_trained_on():
+    cfg = compose_train("+experiment=cpu-learning")
+    arithmetic = build_task(cfg.task)
+    train, _ = arithmetic.load_split("train")
+    test, _ = arithmetic.load_split("test")
+    assert cfg.eval.limit >= 500 and len(test) >= cfg.eval.limit
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("first_digits", 0, "task.first_digits=0 must be an integer from 1 to 9"),
+    ("operators", ["/"], "task.operators=\\['/'\\] must be a list drawn from"),
+    ("train_size", 0, "task.train_size=0 must be a positive integer"),
+    ("question_template", "no slot", "task.question_template must contain {expression}"),
+])
+def test_arithmetic_bad_setting_names_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        task("arithmetic", **{field: value})
 
 
 def test_reasoning_gym_unknown_dataset_lists_the_available_ones():
