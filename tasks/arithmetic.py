@@ -11,12 +11,11 @@ test problems are left.
 import operator
 import random
 
-from tasks.base import Task, mark_training_repeats
+from tasks.base import Task, check_test_seed, mark_training_repeats, split_seed
 from tasks.errors import ConfigError
 
 OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 MAX_DIGITS = 9
-TEST_SEED_OFFSET = 1_000_003  # far from the training seed, so the two splits are independent draws
 
 
 class Arithmetic(Task):
@@ -46,8 +45,7 @@ class Arithmetic(Task):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
                 raise ConfigError(f"task.{key}={value!r} must be a {'non-negative' if key == 'seed' else 'positive'} integer")
-        if self.test_seed is not None and (isinstance(self.test_seed, bool) or not isinstance(self.test_seed, int)):
-            raise ConfigError(f"task.test_seed={self.test_seed!r} must be an integer, or null for seed + 1000003")
+        check_test_seed(self.test_seed)
         operators = self.operators
         if isinstance(operators, str) or not operators or not all(op in OPERATORS for op in operators):
             raise ConfigError(f"task.operators={operators!r} must be a list drawn from {list(OPERATORS)}, e.g. ['+', '-']")
@@ -62,9 +60,7 @@ class Arithmetic(Task):
         return rows, f"arithmetic {self.first_digits}-digit {'/'.join(self.operators)} {self.second_digits}-digit (seed {self._seed(split)})"
 
     def _seed(self, split: str) -> int:
-        if split == "train":
-            return self.seed
-        return self.seed + TEST_SEED_OFFSET if self.test_seed is None else self.test_seed
+        return split_seed(split, self.seed, self.test_seed)
 
     def _generate(self, split: str) -> list[dict]:
         rng = random.Random(self._seed(split))
@@ -79,8 +75,6 @@ class Arithmetic(Task):
         return rows
 
     def parse(self, raw):
-        if raw.get("in_training_split"):
-            return None, None, "also in the training split"
         question, answer = raw.get("question"), raw.get("answer")
         if not isinstance(question, str) or not isinstance(answer, str):
             return None, None, "missing question or answer"

@@ -37,13 +37,31 @@ RESERVED_COLUMNS = frozenset(
 REQUIRED = object()
 
 
+# Generated tasks (reasoning_gym, arithmetic) draw each split from its own seed.
+TEST_SEED_OFFSET = 1_000_003  # far from the training seed, so the two splits are independent draws
+IN_TRAINING_SPLIT = "in_training_split"
+
+
+def split_seed(split: str, seed: int, test_seed: int | None) -> int:
+    """The seed a generated task draws `split` from: `seed` for train; `test_seed` for test, or
+    seed + TEST_SEED_OFFSET when it is null."""
+    if split == "train":
+        return seed
+    return seed + TEST_SEED_OFFSET if test_seed is None else test_seed
+
+
+def check_test_seed(test_seed) -> None:
+    if test_seed is not None and (isinstance(test_seed, bool) or not isinstance(test_seed, int)):
+        raise ConfigError(f"task.test_seed={test_seed!r} must be an integer, or null for seed + {TEST_SEED_OFFSET}")
+
+
 def mark_training_repeats(test_rows: list[dict], train_rows: list[dict]) -> None:
-    """Flag each generated test row whose question also occurs in the training split, so that the task's
-    `parse` leaves it out (counted): held-out accuracy is then measured on questions never trained on."""
+    """Flag each generated test row whose question also occurs in the training split; `Task.to_row` leaves
+    it out (counted), so held-out accuracy is measured on questions never trained on."""
     seen = {row["question"] for row in train_rows}
     for row in test_rows:
         if row["question"] in seen:
-            row["in_training_split"] = True
+            row[IN_TRAINING_SPLIT] = True
 
 
 class Task:
@@ -198,6 +216,8 @@ class Task:
 
     def to_row(self, raw: dict) -> tuple[dict | None, str | None]:
         """A training/evaluation row: `prompt`, `question`, `answer`, and every other raw column."""
+        if raw.get(IN_TRAINING_SPLIT):  # set by mark_training_repeats
+            return None, "also in the training split"
         question, gold, problem = self.parse(raw)
         if problem:
             return None, problem

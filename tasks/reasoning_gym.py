@@ -15,10 +15,8 @@ length-capped text inside the answer tag.
 import inspect
 import json
 
-from tasks.base import Task, mark_training_repeats
+from tasks.base import Task, check_test_seed, mark_training_repeats, split_seed
 from tasks.errors import ConfigError
-
-TEST_SEED_OFFSET = 1_000_003  # far from the training seed, so the two splits are independent draws
 
 
 def _reasoning_gym():
@@ -53,8 +51,7 @@ class ReasoningGym(Task):
         if self.dataset not in datasets:
             raise ConfigError(f"task.dataset={self.dataset!r} is not a reasoning-gym dataset; available: "
                               f"{', '.join(sorted(datasets))}")
-        if self.test_seed is not None and (isinstance(self.test_seed, bool) or not isinstance(self.test_seed, int)):
-            raise ConfigError(f"task.test_seed={self.test_seed!r} must be an integer, or null for seed + 1000003")
+        check_test_seed(self.test_seed)
         for key in ("train_size", "test_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -69,7 +66,7 @@ class ReasoningGym(Task):
             )
 
     def _generate(self, split: str, size: int | None = None):
-        seed = self.seed if split == "train" else self._test_seed()
+        seed = split_seed(split, self.seed, self.test_seed)
         size = size or (self.train_size if split == "train" else self.test_size)
         try:
             return _reasoning_gym().create_dataset(self.dataset, size=size, seed=seed, **(self.dataset_config or {}))
@@ -80,14 +77,9 @@ class ReasoningGym(Task):
         rows = [_row(entry) for entry in self._generate(split)]
         if split == "test":
             mark_training_repeats(rows, self._generate("train"))
-        return rows, f"reasoning-gym {self.dataset} (seed {self.seed if split == 'train' else self._test_seed()})"
-
-    def _test_seed(self) -> int:
-        return self.seed + TEST_SEED_OFFSET if self.test_seed is None else self.test_seed
+        return rows, f"reasoning-gym {self.dataset} (seed {split_seed(split, self.seed, self.test_seed)})"
 
     def parse(self, raw):
-        if raw.get("in_training_split"):
-            return None, None, "also in the training split"
         question, answer = raw.get("question"), raw.get("answer")
         if not isinstance(question, str) or answer is None or not isinstance(raw.get("entry"), str):
             return None, None, "missing question, answer or entry"
