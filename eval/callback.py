@@ -12,6 +12,9 @@ W&B run is active, one `wandb.log`. `history` keeps every evaluation for the mod
 wrote for each question is kept beside metrics.jsonl as `samples_step-<N>.jsonl` (one JSON object per
 question: prompt, completion, extracted answer, gold, correct), so a reader can see what a score means.
 
+When GRPO continues the adapter an SFT stage has just evaluated with the same settings, the "before"
+evaluation is that one, reused rather than repeated (eval/reuse.py).
+
 Every process of a multi-process launch evaluates (the trainer sets `generator_context`, which shares the
 prompts out across ranks: grpo/distributed_eval.py); only the main process writes.
 """
@@ -31,9 +34,12 @@ log = logging.getLogger(__name__)
 
 
 class InTrainingEval(TrainerCallback):
-    def __init__(self, cfg, metrics_writer, samples_dir: Path | None = None):
-        """`samples_dir`: where samples_step-N.jsonl go; default the directory of metrics_writer's file."""
+    def __init__(self, cfg, metrics_writer, samples_dir: Path | None = None, start=None):
+        """`samples_dir`: where samples_step-N.jsonl go; default the directory of metrics_writer's file.
+        `start`: an evaluation of the very weights training starts from, with these settings
+        (eval.reuse.FinishedEvaluation); the "before" evaluation reuses it instead of repeating it."""
         self.cfg = cfg
+        self.start = start
         self.metrics_writer = metrics_writer
         if samples_dir is None and metrics_writer is not None:
             samples_dir = Path(metrics_writer.path).parent
@@ -48,6 +54,9 @@ class InTrainingEval(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step > 0:
             log.info("Resumed at step %d: the baseline evaluation is in metrics.jsonl already", state.global_step)
+            return
+        if self.start is not None:
+            self.reuse_start(state)
             return
         self.evaluate(state, kwargs["model"], kwargs["processing_class"], "before")
 
@@ -82,6 +91,24 @@ class InTrainingEval(TrainerCallback):
         self._write_samples(state.global_step, samples)
         row["eval/wall_time_s"] = round(time.time() - started, 2)
         log.info("eval %s step %d: %s", phase, state.global_step,
+                 "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
+        self.history.append(row)
+        self.metrics_writer.write(row)
+        _wandb_log(row)
+        return row
+
+    def reuse_start(self, state) -> dict:
+        """Record the given evaluation of the starting weights as this run's "before" evaluation."""
+        row = {key: value for key, value in self.start.row.items() if key.startswith("eval/")}
+        row.update({"step": state.global_step, "eval/phase": "before", "eval/reused_from": str(self.start.stage_dir),
+                    "eval/wall_time_s": 0.0})  # nothing was generated again
+        if not state.is_world_process_zero:
+            return row
+        if self.start.samples is not None:
+            samples = [json.loads(line) for line in self.start.samples.read_text().splitlines() if line.strip()]
+            self._write_samples(state.global_step, [{**s, "step": state.global_step, "phase": "before"} for s in samples])
+        log.info("eval before step %d: reused the final evaluation of %s (same adapter, same settings): %s",
+                 state.global_step, self.start.stage_dir,
                  "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
         self.history.append(row)
         self.metrics_writer.write(row)

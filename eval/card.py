@@ -36,10 +36,11 @@ RESULTS_DOC = "docs/results.md"
 LEARNING_COMMAND = "python -m grpo.train +experiment=cpu-learning"  # docs/results.md, part 1
 
 
-def smoke_run_note(max_steps: int | None) -> str | None:
-    """The plain statement for a run of fewer than SMOKE_MAX_STEPS steps; None for a real run (or an
-    unknown step count)."""
-    if max_steps is None or max_steps >= SMOKE_MAX_STEPS:
+def smoke_run_note(max_steps: int | None, experiment: str | None = None) -> str | None:
+    """The plain statement for a run of fewer than SMOKE_MAX_STEPS steps; None for a real run, an unknown
+    step count, or a run of an `+experiment=` recipe (short GRPO stages after an SFT warm-up are measured
+    recipes there, with their results in docs/results.md)."""
+    if max_steps is None or max_steps >= SMOKE_MAX_STEPS or experiment:
         return None
     return (
         f"This was a smoke run ({max_steps} steps, fewer than {SMOKE_MAX_STEPS}): it checks that the pipeline "
@@ -48,6 +49,13 @@ def smoke_run_note(max_steps: int | None) -> str | None:
         f"run `{LEARNING_COMMAND}` (about 40 minutes on 2 CPU cores) and see {RESULTS_DOC} in the gemma-grpo "
         "repository."
     )
+
+
+def experiment_choice() -> str | None:
+    """The `+experiment=` recipe this process runs, if any (Hydra's group choice)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
 
 
 def write_run_report(output_dir, cfg, in_training_eval=None, wall_time_s: float | None = None,
@@ -144,7 +152,7 @@ def render_card(cfg, rows: list[dict], evals: list[dict], warnings: list[str], p
         f"Trained with gemma-grpo (TRL GRPOTrainer) on {cfg.task.name}; adapter in `adapter/`.",
         "",
     ]
-    note = smoke_run_note((cfg.get("trainer") or {}).get("max_steps"))
+    note = smoke_run_note((cfg.get("trainer") or {}).get("max_steps"), experiment_choice())
     if note:
         lines += [f"> **Smoke run.** {note}", ""]
     if warnings:

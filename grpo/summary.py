@@ -5,7 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from eval.card import smoke_run_note
+from eval.card import experiment_choice, smoke_run_note
 from grpo.resume import resume_command
 
 log = logging.getLogger("grpo.train")
@@ -39,7 +39,7 @@ def print_summary(cfg, history: list[dict], global_step: int, output_dir: Path, 
         f"  metrics:  {output_dir / 'metrics.jsonl'}",
         f"  config:   {output_dir / 'resolved_config.yaml'}",
     ]
-    note = smoke_run_note(cfg.trainer.max_steps)
+    note = smoke_run_note(cfg.trainer.max_steps, experiment_choice())
     if note:
         # break_on_hyphens=False keeps the command (+experiment=cpu-learning) copyable
         lines += ["", *textwrap.wrap(note, 70, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)]

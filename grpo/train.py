@@ -30,16 +30,17 @@ log = logging.getLogger("grpo.train")
 
 
 
-def run_training(cfg: DictConfig) -> Path:
+def run_training(cfg: DictConfig, start_evaluation=None) -> Path:
     """Train as configured; return the output directory. Library patches the run applies are undone
-    when it ends (grpo/patches.py), so a sweep's next trial starts clean."""
+    when it ends (grpo/patches.py), so a sweep's next trial starts clean. `start_evaluation`: an
+    evaluation of the starting weights to reuse as the "before" one (eval/reuse.py)."""
     from grpo.patches import patched_for_run
 
     with patched_for_run():
-        return _train(cfg)
+        return _train(cfg, start_evaluation)
 
 
-def _train(cfg: DictConfig) -> Path:
+def _train(cfg: DictConfig, start_evaluation=None) -> Path:
     started = time.time()
     cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
@@ -69,7 +70,7 @@ def _train(cfg: DictConfig) -> Path:
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
     fit_vllm_context(args, train_dataset, tokenizer)
-    run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir)
+    run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir, start_evaluation)
     trainer = run.trainer
     from grpo.checkpoint_callback import ChecksumManifest
 
@@ -232,7 +233,8 @@ class TrainingRun:
     nonfinite_guard: object
 
 
-def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path) -> TrainingRun:
+def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path,
+                  start_evaluation=None) -> TrainingRun:
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
@@ -244,7 +246,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
     graceful_stop = GracefulStop()
     guards = build_guards(cfg)
-    evaluation = in_training_eval(cfg, metrics)
+    evaluation = in_training_eval(cfg, metrics, start_evaluation)
     callbacks = [metrics, graceful_stop, *evaluation]
     trainer = trainer_class(cfg)(
         model=model,
@@ -270,12 +272,12 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     return TrainingRun(trainer, metrics, graceful_stop, evaluation[0] if evaluation else None, guards[0])
 
 
-def in_training_eval(cfg: DictConfig, metrics) -> list:
+def in_training_eval(cfg: DictConfig, metrics, start_evaluation=None) -> list:
     if cfg.eval.limit == 0:
         return []
     from eval.callback import InTrainingEval
 
-    return [InTrainingEval(cfg, metrics)]
+    return [InTrainingEval(cfg, metrics, start=start_evaluation)]
 
 
 def save_final(trainer, output_dir: Path, model_cfg) -> None:
@@ -324,7 +326,10 @@ def run_pipeline(cfg: DictConfig) -> Path:
     with open_dict(grpo_cfg):
         grpo_cfg.output_dir = str(root / "grpo")
         grpo_cfg.init_adapter = str(sft_adapter)
-    return run_training(grpo_cfg)
+    from eval.reuse import reusable_final_evaluation
+
+    # GRPO's "before" evaluation would score the adapter the SFT stage has just evaluated, the same way
+    return run_training(grpo_cfg, reusable_final_evaluation(root / "sft", grpo_cfg))
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="train")

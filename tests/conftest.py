@@ -87,7 +87,8 @@ def pipeline_run(tmp_path_factory, tiny_model_dir):
         "trainer.max_steps=2",
         "trainer.max_completion_length=8",
         "logger=none",
-        "eval.limit=0",
+        "eval.limit=2",  # GRPO's before evaluation reuses the SFT stage's final one (tests/test_sft_cli.py)
+        "eval.max_new_tokens=4",
         f"hydra.run.dir={run}",
     )
     assert result.returncode == 0, result.output[-3000:]

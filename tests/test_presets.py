@@ -27,7 +27,7 @@ def _pretend_bitsandbytes(monkeypatch):
 
 
 def test_every_preset_is_listed():
-    assert set(PRESETS) == SFT_ONLY | {"cpu-learning", "gemma3-4b-thinking", "gpu-gsm8k-1b"}
+    assert set(PRESETS) == SFT_ONLY | {"cpu-gsm8k", "cpu-learning", "gemma3-4b-thinking", "gpu-gsm8k-1b"}
     for name in PRESETS:
         assert (REPO / "conf" / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
 

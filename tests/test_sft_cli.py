@@ -33,6 +33,14 @@ def test_sft_then_grpo_continues_the_sft_adapter(pipeline_run):
     assert [row["step"] for row in sft_steps if "loss" in row] == [1, 2]
     assert f"Starting from adapter {sft / 'adapter'}" in output
 
+    # GRPO starts from the adapter the SFT stage has just evaluated: that evaluation is its "before" row
+    sft_after = [row for row in sft_steps if row.get("eval/phase") == "after"]
+    grpo_evals = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines() if "eval/phase" in line]
+    assert [row["eval/phase"] for row in grpo_evals] == ["before", "after"]
+    assert grpo_evals[0]["eval/reused_from"] == str(sft) and len(sft_after) == 1
+    assert grpo_evals[0]["eval/gsm8k/correct_strict"] == sft_after[0]["eval/gsm8k/correct_strict"]
+    assert (grpo / "samples_step-0.jsonl").exists()
+
     from peft import PeftModel
 
     from grpo.models import load_model_and_tokenizer

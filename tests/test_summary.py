@@ -28,3 +28,9 @@ def test_long_run_summary_has_no_smoke_note(capsys, tmp_path):
 def test_the_rule_is_fewer_than_fifty_steps():
     assert smoke_run_note(49) is not None
     assert smoke_run_note(50) is None and smoke_run_note(None) is None
+
+
+def test_a_short_grpo_stage_of_a_measured_recipe_is_not_called_a_smoke_run():
+    # +experiment=cpu-gsm8k: 12 GRPO steps after 64 SFT steps, its result in docs/results.md (part 2)
+    assert smoke_run_note(12, experiment="cpu-gsm8k") is None
+    assert smoke_run_note(12, experiment=None) is not None

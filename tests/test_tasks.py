@@ -239,6 +239,24 @@ def test_cpu_learning_experiment_evaluates_on_at_least_500_expressions_it_never_
     assert not {r["question"] for r in train} & {r["question"] for r in test}
 
 
+def test_cpu_gsm8k_experiment_gives_the_evaluated_questions_room_for_their_reference_solutions():
+    """The format rate of part 2 (docs/results.md) must not be capped by the token budget: written in the
+    trained format, the reference solutions of at least 98% of the evaluated questions fit in it."""
+    from eval.suite import eval_seed, fixed_subset
+    from grpo.embedded import embedded_tokenizer_dir
+    from transformers import AutoTokenizer
+
+    cfg = compose_train("+experiment=cpu-gsm8k")
+    assert (cfg.sft.name, cfg.task.name, cfg.eval.limit) == ("gsm8k_cot", "gsm8k", 200)
+    gsm8k = build_task(cfg.task)
+    test, _ = gsm8k.load_split("test")
+    evaluated = [test[i] for i in fixed_subset(len(test), cfg.eval.limit, eval_seed(cfg))]
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir())
+    lengths = [len(tokenizer(gsm8k.sft_completion(row)).input_ids) for row in evaluated]
+    assert sum(n <= cfg.eval.max_new_tokens for n in lengths) >= 0.98 * len(lengths)
+    assert cfg.trainer.max_completion_length >= cfg.eval.max_new_tokens
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("first_digits", 0, "task.first_digits=0 must be an integer from 1 to 9"),
     ("operators", ["/"], "task.operators=\\['/'\\] must be a list drawn from"),
