@@ -90,12 +90,7 @@ class InTrainingEval(TrainerCallback):
             return row
         self._write_samples(state.global_step, samples)
         row["eval/wall_time_s"] = round(time.time() - started, 2)
-        log.info("eval %s step %d: %s", phase, state.global_step,
-                 "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
-        self.history.append(row)
-        self.metrics_writer.write(row)
-        _wandb_log(row)
-        return row
+        return self._keep(row, f"eval {phase} step {state.global_step}")
 
     def reuse_start(self, state) -> dict:
         """Record the given evaluation of the starting weights as this run's "before" evaluation."""
@@ -107,9 +102,12 @@ class InTrainingEval(TrainerCallback):
         if self.start.samples is not None:
             samples = [json.loads(line) for line in self.start.samples.read_text().splitlines() if line.strip()]
             self._write_samples(state.global_step, [{**s, "step": state.global_step, "phase": "before"} for s in samples])
-        log.info("eval before step %d: reused the final evaluation of %s (same adapter, same settings): %s",
-                 state.global_step, self.start.stage_dir,
-                 "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
+        return self._keep(row, f"eval before step {state.global_step}: reused the final evaluation of "
+                               f"{self.start.stage_dir} (same adapter, same settings)")
+
+    def _keep(self, row: dict, label: str) -> dict:
+        """Log an evaluation row, keep it for the card, write it to metrics.jsonl and W&B (main process)."""
+        log.info("%s: %s", label, "  ".join(f"{k[5:]}={v:.3f}" for k, v in row.items() if _is_score(k, v)))
         self.history.append(row)
         self.metrics_writer.write(row)
         _wandb_log(row)

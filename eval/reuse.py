@@ -8,7 +8,6 @@ resolved_config.yaml and the GRPO config (tests/test_eval_reuse.py); otherwise G
 and says why.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +38,12 @@ def evaluation_settings(cfg: DictConfig) -> dict:
 
 def reusable_final_evaluation(stage_dir: Path, cfg: DictConfig) -> FinishedEvaluation | None:
     """The final evaluation of the stage in `stage_dir` when it scored the adapter that stage saved with
-    the evaluation settings of `cfg`; None (and a log line saying why) otherwise."""
+    the evaluation settings of `cfg`; None otherwise (with a log line when the settings are why)."""
+    from eval.card import read_metrics
+
     stage_dir = Path(stage_dir)
-    config_path, metrics_path = stage_dir / "resolved_config.yaml", stage_dir / "metrics.jsonl"
-    if not config_path.exists() or not metrics_path.exists():
+    config_path = stage_dir / "resolved_config.yaml"
+    if not config_path.exists():
         return None
     if cfg.eval.get("final_full"):
         log.info("GRPO evaluates before its first step: the SFT stage's final evaluation used the whole test "
@@ -52,18 +53,10 @@ def reusable_final_evaluation(stage_dir: Path, cfg: DictConfig) -> FinishedEvalu
         log.info("GRPO evaluates before its first step: the SFT stage in %s was evaluated with other settings",
                  stage_dir)
         return None
-    rows = [_parse(line) for line in metrics_path.read_text().splitlines()]
-    evaluations = [row for row in rows if row and "eval/phase" in row]
+    evaluations = [row for row in read_metrics(stage_dir / "metrics.jsonl") if "eval/phase" in row]
     if not evaluations or evaluations[-1]["eval/phase"] != "after":
         return None
     after = evaluations[-1]
     samples = stage_dir / f"samples_step-{after['step']}.jsonl"
     return FinishedEvaluation(after, samples if samples.exists() else None, stage_dir)
 
-
-def _parse(line: str) -> dict | None:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:  # a line cut short by a kill
-        return None
-    return row if isinstance(row, dict) else None
