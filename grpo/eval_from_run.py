@@ -40,7 +40,8 @@ def config_from_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         if "adapter" not in explicit:
             cfg.adapter = str(run.weights)
         values = [f"{k}={v}" for k, v in explicit.items() if k.split(".")[0] not in GROUPS + ("run", "adapter")]
-        values += [f"{k}={v}" for k, v in explicit.items() if "." in k and k.split(".")[0] in ("model", "task", "peft")]
+        values += [f"{k}={v}" for k, v in explicit.items()
+                   if "." in k and k.split(".")[0] in ("model", "task", "peft", "rollout")]
         if values:
             cfg.merge_with(OmegaConf.from_dotlist(values))
     return cfg

@@ -62,6 +62,7 @@ def warn_if_qlora_adapter_on_bf16_base(cfg, adapter: str | None) -> bool:
 def build_generator(cfg, adapter: str | None = None) -> Generator:
     """The generator the standalone evaluator uses: vLLM when the rollout config asks for it and vLLM
     can run here, else transformers generate on the model loaded as training loads it."""
+    from grpo.fast_decode import speed_up_generation
     from grpo.models import load_model_and_tokenizer
 
     seed = cfg.eval.get("seed", cfg.seed)
@@ -73,4 +74,5 @@ def build_generator(cfg, adapter: str | None = None) -> Generator:
     # an adapter trained with QLoRA is evaluated on the 4-bit base it was trained on
     peft_cfg = cfg.peft if cfg.get("peft") is not None and cfg.peft.method == "qlora" else None
     model, tokenizer = load_model_and_tokenizer(cfg.model, peft_cfg, adapter=adapter)
+    speed_up_generation(cfg.rollout, model)
     return HFGenerator(model, tokenizer, batch_size=cfg.eval.batch_size, seed=seed)

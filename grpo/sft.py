@@ -147,6 +147,9 @@ def _train_sft(cfg: DictConfig, output_dir: Path) -> Path:
         callbacks=callbacks,
     )
     _check_not_all_truncated(trainer, cfg)
+    from grpo.fast_decode import speed_up_generation
+
+    speed_up_generation(cfg.rollout, trainer.model)  # the stage's evaluations generate as GRPO's do
     evaluation = next((c for c in callbacks if hasattr(c, "generator_context")), None)
     if evaluation is not None:
         from grpo.distributed_eval import generator_context

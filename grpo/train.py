@@ -235,6 +235,7 @@ class TrainingRun:
 
 def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir: Path,
                   start_evaluation=None) -> TrainingRun:
+    from grpo.fast_decode import speed_up_generation
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
@@ -262,6 +263,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
         from grpo.distributed_eval import generator_context
 
         evaluation[0].generator_context = generator_context(trainer)  # every rank takes part
+    speed_up_generation(cfg.rollout, trainer.model)  # grpo/fast_decode.py
     if cfg.rollout.get("end_at_stop_strings"):
         from grpo.models import eos_token_ids
         from grpo.stop_strings import end_rollouts_at_stop_strings

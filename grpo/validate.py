@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import numbers
 import shutil
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -335,9 +336,10 @@ def check_output_dir(output_dir: str) -> None:
     path = Path(output_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # a probe of this process's own: ranks of one launch check the same dir at the same moment, and
+        # one shared name let a rank delete the other's probe (tests/test_config_errors.py)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
     except OSError as error:
         raise ConfigError(f"output_dir={output_dir} is not writable ({error.strerror}); choose another with output_dir=...")
     free = shutil.disk_usage(path).free

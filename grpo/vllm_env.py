@@ -108,17 +108,9 @@ def merged_named_weights(peft_model, fix_name=lambda name: name, only_changed: b
     loaded every other weight from the same checkpoint at start-up, so resending them is pure cost; for
     multimodal Gemma (3 4B, 4 E2B/E4B) it also keeps the frozen vision and audio towers, whose
     transformers-5 names vLLM's loader may not map (trl #5269), out of the sync."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from grpo.fast_decode import lora_deltas
 
-    deltas = {}
-    for module in peft_model.modules():
-        if not isinstance(module, BaseTunerLayer) or module.merged:
-            continue
-        weight = module.get_base_layer().weight
-        for adapter in module.active_adapters:
-            if adapter in getattr(module, "lora_A", {}) or adapter in getattr(module, "lora_embedding_A", {}):
-                delta = module.get_delta_weight(adapter).float()
-                deltas[id(weight)] = deltas[id(weight)] + delta if id(weight) in deltas else delta
+    deltas = {key: delta for key, (_, delta) in lora_deltas(peft_model).items()}
     for name, param in peft_model.named_parameters():
         # the same renaming and skipping as TRL 1.16's VLLMGeneration._iter_named_params
         name = name.removeprefix("base_model.model.").replace(".base_layer", "")

@@ -1,7 +1,8 @@
 """What this CPU can do at most, for the limit analysis of a GRPO step (docs/performance.md, section 7).
 
 Prints the fp32 matrix-multiply rate (compute bound), the read bandwidth of a large tensor (memory bound),
-and the time of the 270M's output layer at decode batch sizes (262,144 x 640 fp32: 671 MB read per step).
+and the time of the 270M's output layer at decode batch sizes (262,144 x 640 fp32: 671 MB read per step),
+as torch's linear computes it (h @ W^T) and transposed ((W @ h^T)^T, rollout.cpu_transposed_head).
 Run it alone on a quiet machine: `.venv/bin/python scripts/bench_machine_limits.py`.
 """
 
@@ -46,6 +47,8 @@ def main() -> None:
         hidden = torch.randn(batch, HIDDEN)
         seconds = best_seconds(lambda: hidden @ head.T, args.repeats)
         results[f"output_layer_ms_batch_{batch}"] = seconds * 1e3
+        seconds = best_seconds(lambda: torch.mm(head, hidden.T).T, args.repeats)
+        results[f"output_layer_transposed_ms_batch_{batch}"] = seconds * 1e3
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}, indent=1))
 
 

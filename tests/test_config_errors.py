@@ -127,3 +127,28 @@ def test_read_only_output_dir_is_refused(tmp_path):
             _validate(read_only / "run")
     finally:
         read_only.chmod(0o700)
+
+
+def test_ranks_checking_one_output_dir_at_once_do_not_trip_each_other(tmp_path):
+    """Both ranks of a launch check the run dir at the same moment; a shared probe file name let one
+    delete the other's (a flaky 'not writable (No such file or directory)' in tests/test_multiprocess.py)."""
+    import threading
+
+    from grpo.validate import check_output_dir
+
+    errors = []
+
+    def check_often():
+        for _ in range(300):
+            try:
+                check_output_dir(str(tmp_path / "run"))
+            except ConfigError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=check_often) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert list((tmp_path / "run").iterdir()) == []  # no probe left behind

@@ -42,6 +42,14 @@ def test_run_supplies_model_task_settings_and_adapter(run_dir):
     assert cfg.eval.limit == 3  # the command line wins over the run's 7
 
 
+def test_a_rollout_setting_on_the_command_line_wins_over_the_runs(run_dir):
+    from grpo.eval_from_run import config_from_run
+
+    cfg = compose_train(f"run={run_dir}", "rollout.merge_lora=false", config_name="eval")
+    cfg = config_from_run(cfg, [f"run={run_dir}", "rollout.merge_lora=false"])
+    assert cfg.rollout.name == "hf" and cfg.rollout.merge_lora is False
+
+
 def test_run_with_another_model_is_refused_naming_both(run_dir):
     from grpo.eval_from_run import config_from_run
 
