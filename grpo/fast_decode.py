@@ -164,12 +164,14 @@ class InverseCdfSampler(LogitsProcessor):
 
 
 def plain_sampling(config: GenerationConfig) -> bool:
-    """Sampling with a temperature and nothing that reshapes the distribution (TRL's defaults)."""
+    """Sampling with a temperature and nothing that reshapes the distribution (TRL's defaults). top_k and
+    top_p must be set: generate() fills an unset one from the model's own generation config (64 and 0.95
+    for the hub Gemmas)."""
     return (
         bool(config.do_sample)
         and (config.num_beams or 1) == 1
-        and config.top_k in (None, 0)
-        and config.top_p in (None, 1.0)
+        and config.top_k == 0
+        and config.top_p == 1.0
         and config.min_p is None
         and config.typical_p in (None, 1.0)
         and config.epsilon_cutoff in (None, 0.0)

@@ -153,9 +153,10 @@ def test_plain_sampling_runs_through_the_sampler_and_other_settings_do_not(tiny_
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=plain)
         assert draws == ["cdf"] * 3 and plain.do_sample and plain.temperature == 0.7
         draws.clear()
-        top_k = GenerationConfig(do_sample=True, top_k=5, max_new_tokens=3, pad_token_id=0)
-        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=top_k)
-    assert draws == ["torch"] * 3
+        for other in (dict(top_k=5, top_p=1.0), dict(top_k=None, top_p=1.0)):  # None: the model's default
+            config = GenerationConfig(do_sample=True, max_new_tokens=3, pad_token_id=0, **other)
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+    assert draws == ["torch"] * 6
 
 
 def test_sharded_weights_generate_through_the_lora_branches(tiny_model_dir, monkeypatch):
