@@ -163,10 +163,19 @@ class InverseCdfSampler(LogitsProcessor):
         return scores.scatter_(1, tokens, float("inf"))
 
 
+def as_generate_sees_it(config: GenerationConfig, model) -> GenerationConfig:
+    """`config` with its unset (None) fields filled from the model's generation config, as generate()
+    fills them (transformers' `_prepare_generation_config`): the hub Gemmas' top_k 64 and top_p 0.95, say.
+    A field still unset then takes transformers' global default (top_k 50)."""
+    effective = copy.deepcopy(config)
+    effective.update(**model.generation_config.to_dict(), defaults_only=True)
+    return effective
+
+
 def plain_sampling(config: GenerationConfig) -> bool:
-    """Sampling with a temperature and nothing that reshapes the distribution (TRL's defaults). top_k and
-    top_p must be set: generate() fills an unset one from the model's own generation config (64 and 0.95
-    for the hub Gemmas)."""
+    """Sampling with a temperature and nothing that reshapes the distribution (TRL's defaults), judged on
+    the config as generate() sees it (`as_generate_sees_it`). top_k must be 0 and top_p 1.0: unset, they
+    would take a default that truncates."""
     return (
         bool(config.do_sample)
         and (config.num_beams or 1) == 1
@@ -188,7 +197,7 @@ def sample_by_inverse_cdf(model) -> None:
     @functools.wraps(generate)
     def generate_sampling_by_cdf(*args, **kwargs):
         config = kwargs.get("generation_config")
-        if config is None or not plain_sampling(config):
+        if config is None or not plain_sampling(as_generate_sees_it(config, model)):
             return generate(*args, **kwargs)
         greedy = copy.deepcopy(config)
         greedy.do_sample, greedy.temperature, greedy.top_k, greedy.top_p = False, 1.0, 50, 1.0

@@ -157,6 +157,11 @@ def test_plain_sampling_runs_through_the_sampler_and_other_settings_do_not(tiny_
             config = GenerationConfig(do_sample=True, max_new_tokens=3, pad_token_id=0, **other)
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
     assert draws == ["torch"] * 6
+    draws.clear()
+    model.generation_config.min_p = 0.2  # the model's own default reaches generate() when min_p is unset
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=plain)
+    assert draws == ["torch"] * 3
 
 
 def test_sharded_weights_generate_through_the_lora_branches(tiny_model_dir, monkeypatch):
