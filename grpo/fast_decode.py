@@ -18,6 +18,10 @@ Three changes, each measured in docs/performance.md section 8 and each switchabl
   `torch.multinomial`, which took 48 ms per decode step at batch 8 over the 262k vocabulary on our CPUs
   (a quarter of the step). Same distribution, different random stream: the tokens drawn differ from
   torch's for the same seed.
+
+A fourth, `rollout.share_prompt_prefill` (grpo/shared_prefill.py), encodes each prompt of a GRPO group
+once instead of once per completion; `speed_up_generation` installs it innermost, so that the merged
+weights encode the prompts too.
 """
 
 import copy
@@ -38,6 +42,10 @@ TRANSPOSED_HEAD_ROWS = range(2, 65)
 def speed_up_generation(rollout_cfg, model) -> None:
     """The rollout config's generate() speed-ups (rollout=hf: conf/rollout/hf.yaml) on `model`; its
     rollouts and evaluations share them. Other rollout configs carry none of the keys."""
+    if rollout_cfg.get("share_prompt_prefill"):
+        from grpo.shared_prefill import prefill_each_prompt_once
+
+        prefill_each_prompt_once(model)
     if rollout_cfg.get("merge_lora"):
         merge_lora_for_generation(model)
     if rollout_cfg.get("cpu_transposed_head"):

@@ -181,11 +181,12 @@ def test_the_rollout_config_switches_each_speed_up(tiny_model_dir):
 
     model = tiny_lora(tiny_model_dir)
     generate, head_forward = model.generate, model.get_output_embeddings().forward
-    off = dict(merge_lora=False, cpu_transposed_head=False, inverse_cdf_sampling=False)
+    off = dict(share_prompt_prefill=False, merge_lora=False, cpu_transposed_head=False, inverse_cdf_sampling=False)
     speed_up_generation(OmegaConf.create({"name": "hf", **off}), model)
     assert model.generate == generate and model.get_output_embeddings().forward == head_forward
     speed_up_generation(OmegaConf.create({"name": "vllm_colocate"}), model)  # vLLM configs carry no keys
     assert model.generate == generate
     speed_up_generation(OmegaConf.create({"name": "hf", **{key: True for key in off}}), model)
-    assert model.generate.__wrapped__.__wrapped__ == generate  # sampling wraps merging
+    # sampling wraps merging, which wraps the shared prefill: the merged weights encode the prompts too
+    assert model.generate.__wrapped__.__wrapped__.__wrapped__ == generate
     assert model.get_output_embeddings().forward != head_forward
