@@ -62,8 +62,10 @@ def prefill_each_prompt_once(model) -> None:
         if args or input_ids is None or attention_mask is None or not set(kwargs) <= PASSED_THROUGH:
             return generate(*args, **kwargs)
         config = as_generate_sees_it(kwargs.get("generation_config") or model.generation_config, model)
-        # generate() refuses a cache of ours beside a cache_implementation (hub Gemma 3: "hybrid")
-        if config.cache_implementation is not None or config.use_cache is False:
+        # generate() refuses a cache of ours beside a cache_implementation (hub Gemma 3: "hybrid"), and
+        # expands the rows, but not a cache passed in, for beams and several sequences per prompt
+        if (config.cache_implementation is not None or config.use_cache is False
+                or (config.num_beams or 1) > 1 or (config.num_return_sequences or 1) > 1):
             return generate(*args, **kwargs)
         cache = prompt_cache(model, input_ids, attention_mask)
         if cache is None:

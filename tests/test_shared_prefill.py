@@ -88,3 +88,6 @@ def test_distinct_prompts_and_unknown_inputs_generate_as_before(tiny_model_dir):
     with torch.no_grad():
         model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=2, pad_token_id=PAD, use_cache=True)
     assert shapes[0] == (2, ids.shape[1])  # an argument it does not know: the plain call
+    shapes.clear()
+    generate(model, ids, mask, do_sample=True, num_return_sequences=2)
+    assert shapes[0] == (4, ids.shape[1])  # generate() expands the rows itself, not a cache passed in
