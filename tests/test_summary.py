@@ -31,6 +31,6 @@ def test_the_rule_is_fewer_than_fifty_steps():
 
 
 def test_a_short_grpo_stage_of_a_measured_recipe_is_not_called_a_smoke_run():
-    # +experiment=cpu-gsm8k: 12 GRPO steps after 64 SFT steps, its result in docs/results.md (part 2)
+    # +experiment=cpu-gsm8k ran 12 GRPO steps after 64 SFT steps in its first run (docs/results.md, part 2)
     assert smoke_run_note(12, experiment="cpu-gsm8k") is None
     assert smoke_run_note(12, experiment=None) is not None
