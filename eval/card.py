@@ -226,13 +226,22 @@ def _training_facts(cfg, base: str, steps: int, wall_time_s: float | None,
     ]
 
 
+def _resolved(node):
+    """The values the reward got (`${trainer.max_completion_length}` -> 256); as written when the card's
+    config cannot resolve them (a resolver of Hydra's outside a Hydra run)."""
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except Exception:
+        return OmegaConf.to_container(node)
+
+
 def _reward_rows(cfg) -> list[str]:
     stack = cfg.get("rewards", {}).get("stack") or {}
     rows = []
     for name, entry in stack.items():
         entry = entry or {}
         params = entry.get("params")
-        params = OmegaConf.to_container(params) if OmegaConf.is_config(params) else params
+        params = _resolved(params) if OmegaConf.is_config(params) else params
         rows.append(f"| {entry.get('_target_') or entry.get('name') or name} | {entry.get('weight', 1.0)} | "
                     f"{json.dumps(params) if params else ''} |")
     return rows or ["| (none recorded) | | |"]

@@ -3,10 +3,14 @@
 | patch | replaces | applied when | why |
 |---|---|---|---|
 | `score_only_completion_tokens_on_cpu` | `trl.trainer.utils._use_triton` | training on CPU | TRL scores every prompt position off-GPU |
+| `lean_logprob_head_on_cpu` | `trl.kernels.chunked_logprob._forward_tile`, `_backward_tile` | `batch.cpu_lean_logprob_head`, training on CPU | TRL's torch fallback allocates a tile per operation |
 | `pin_colocated_dtype` | `trl.generation.vllm_generation.LLM` | `rollout.vllm_dtype` set (vLLM on CPU) | TRL builds `LLM(...)` without a dtype |
 | `sync_colocated_by_reload` | `VLLMGeneration.sync_weights` | `rollout.weight_sync=reload` (vLLM on CPU) | vLLM's CPU backend packs weights TRL cannot reach |
 | `sync_merged_copy` | `VLLMGeneration._iter_named_params` | vLLM rollouts | in-place merge/unmerge drifts in bf16 (trl #6688) |
 | `guard_wandb_log` | `wandb.log` | a W&B run is started | a W&B outage mid-run must not stop training |
+
+Subclasses of TRL's GRPOTrainer override some of its methods too (grpo/dynamic_sampling.py,
+grpo/shared_prompt_forward.py); they are chosen by the config (`grpo.train.trainer_class`).
 
 Each patch checks that the installed library is a version it was written and tested against; on any
 other version it warns and leaves the library alone. A patch is applied by the run that needs it and
@@ -109,6 +113,34 @@ def score_only_completion_tokens_on_cpu() -> bool:
     _replace(trl_utils, "_use_triton", use_compact_scoring)
     log.debug("TRL log-prob scoring: completion positions only on CPU")
     return True
+
+
+def lean_logprob_head_on_cpu() -> bool:
+    """Fold the tiles of TRL's fused log-prob head in place where Triton is absent (CPU).
+
+    TRL 1.16's torch fallback for its Triton tile kernels (trl/kernels/chunked_logprob.py, `_forward_tile`,
+    `_backward_tile`) allocates a tile-sized tensor per operation; grpo/lean_logprob_tiles.py computes the
+    same statistics and gradients in place (tests/test_lean_logprob_tiles.py). Triton devices keep
+    their kernels: TRL picks those before it looks up these names.
+    """
+    from trl.kernels import chunked_logprob
+
+    from grpo.lean_logprob_tiles import lean_backward_tile, lean_forward_tile
+
+    if _is_ours(chunked_logprob._forward_tile):
+        return True
+    if not supported("trl", "lean_logprob_head_on_cpu"):
+        return False
+    _replace(chunked_logprob, "_forward_tile", functools.partial(lean_forward_tile, chunked_logprob._forward_tile))
+    _replace(chunked_logprob, "_backward_tile", functools.partial(lean_backward_tile, chunked_logprob._backward_tile))
+    log.debug("TRL log-prob head: tiles folded in place on CPU")
+    return True
+
+
+def lean_logprob_head_patched() -> bool:
+    from trl.kernels import chunked_logprob
+
+    return _is_ours(chunked_logprob._forward_tile)
 
 
 def cpu_scoring_patched() -> bool:
@@ -264,6 +296,16 @@ def record_trl_timers(add) -> bool:
 
     _replace(ProfilingContext, "_log_metrics", log_metrics)
     return True
+
+
+def trl_log_prob_pass(trainer_class=None):
+    """TRL's own `_get_per_token_logps_and_entropies` of `trainer_class` (default: GRPOTrainer), without its
+    profiling timer: grpo/shared_prompt_forward.py falls back on it inside a timer of its own, and
+    scripts/bench_training_pass.py times it."""
+    if trainer_class is None:
+        from trl import GRPOTrainer as trainer_class
+    method = trainer_class._get_per_token_logps_and_entropies
+    return getattr(method, "__wrapped__", method)
 
 
 def weight_sync_iterators():

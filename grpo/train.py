@@ -44,7 +44,7 @@ def _train(cfg: DictConfig, start_evaluation=None) -> Path:
     started = time.time()
     cuda = cuda_available()
     plan, reward_funcs, reward_weights = validate_training_config(cfg, cuda)
-    trainer_class(cfg)  # checks dynamic_sampling before any model loads
+    trainer_class(cfg)  # checks the dynamic_sampling and batch switches before any model loads
     from grpo.hub_push import check_hub_config, push_run
 
     check_hub_config(cfg.get("hub"))
@@ -209,17 +209,27 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
 
 
 def trainer_class(cfg: DictConfig):
-    """TRL's GRPOTrainer, or its dynamic-sampling subclass (grpo/dynamic_sampling.py) when enabled."""
-    enabled = (cfg.get("dynamic_sampling") or {}).get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"dynamic_sampling.enabled={enabled!r}: use true or false")
-    if enabled:
-        from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer
+    """TRL's GRPOTrainer, or its dynamic-sampling subclass (grpo/dynamic_sampling.py) when enabled, with the
+    shared prompt encoding of the training pass (grpo/shared_prompt_forward.py) when enabled."""
+    dynamic = _switch(cfg, "dynamic_sampling", "enabled")
+    _switch(cfg, "batch", "cpu_lean_logprob_head")  # checked here, before any model loads
+    shared = _switch(cfg, "batch", "share_prompt_forward")
+    if dynamic:
+        from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer as chosen
+    else:
+        from trl import GRPOTrainer as chosen
+    if shared:
+        from grpo.shared_prompt_forward import with_shared_prompt_forward
 
-        return DynamicSamplingGRPOTrainer
-    from trl import GRPOTrainer
+        chosen = with_shared_prompt_forward(chosen)
+    return chosen
 
-    return GRPOTrainer
+
+def _switch(cfg: DictConfig, block: str, key: str) -> bool:
+    value = (cfg.get(block) or {}).get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{block}.{key}={value!r}: use true or false")
+    return value
 
 
 @dataclass
@@ -239,10 +249,12 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     from grpo.guards import build_guards, run_guards_first
     from grpo.interrupt import GracefulStop
     from grpo.metrics import MetricsJsonlCallback
-    from grpo.patches import score_only_completion_tokens_on_cpu
+    from grpo.patches import lean_logprob_head_on_cpu, score_only_completion_tokens_on_cpu
 
     if not cuda_available():
         score_only_completion_tokens_on_cpu()
+        if _switch(cfg, "batch", "cpu_lean_logprob_head"):
+            lean_logprob_head_on_cpu()
 
     metrics = MetricsJsonlCallback(output_dir / "metrics.jsonl")
     graceful_stop = GracefulStop()

@@ -241,7 +241,7 @@ def cmd_grpo(args) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from grpo.metrics import MetricsJsonlCallback
-    from grpo.trl_patches import score_only_completion_tokens_on_cpu
+    from grpo.patches import score_only_completion_tokens_on_cpu
 
     score_only_completion_tokens_on_cpu()
     started = time.time()

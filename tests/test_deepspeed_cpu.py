@@ -14,7 +14,8 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+# xdist_group: one worker runs every test that opens torch.distributed's default port (make test: pytest -n 2)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("torch_distributed")]
 pytest.importorskip("deepspeed")
 
 BIN = os.path.dirname(sys.executable)

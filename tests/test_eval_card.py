@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from omegaconf import open_dict
 
 from eval.card import check_trends, write_run_report
 from fixtures.eval_stand_ins import compose_eval
@@ -102,3 +103,14 @@ def test_accuracies_with_counts_get_wilson_intervals_in_the_card(tmp_path, cfg):
     readme = write_run_report(tmp_path, cfg, None, wall_time_s=60).read_text()
     assert "| gsm8k/accuracy_strict | 9.8% [7.5%, 12.7%] | 30.0% [26.1%, 34.2%] | +20.2 pp |" in readme
     assert "Wilson 95% intervals" in readme
+
+
+def test_reward_params_are_printed_as_the_reward_got_them(tmp_path):
+    length_cfg = compose_eval()
+    with open_dict(length_cfg):  # as conf/experiment/cpu-gsm8k.yaml writes it
+        length_cfg.rewards.stack.length = {
+            "weight": 0.25, "params": {"max_completion_length": "${trainer.max_completion_length}", "cache": 64}}
+    write_metrics(tmp_path / "metrics.jsonl", FLAT, before=0.5, after=0.5)
+    readme = write_run_report(tmp_path, length_cfg, None).read_text()
+    assert f'{{"max_completion_length": {length_cfg.trainer.max_completion_length}, "cache": 64}}' in readme
+    assert "${" not in readme

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+# xdist_group: one worker runs every test that opens torch.distributed's default port (make test: pytest -n 2)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("torch_distributed")]
 
 FIXTURE = REPO / "tests" / "fixtures" / "layout_free_rollouts"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
@@ -59,7 +60,8 @@ def test_two_ranks_write_one_run_and_train_as_one_process(tmp_path):
     single, double = tmp_path / "one", tmp_path / "two"
     single.mkdir(), double.mkdir()
     # 3 evaluation questions: rank 0 answers two, rank 1 one and a repeat (equal shares)
-    steps = ["trainer.max_steps=2", "trainer.save_strategy=no", "eval.limit=3"]
+    # batch.share_prompt_forward steps aside for two processes: off in both, so both sum the same terms
+    steps = ["trainer.max_steps=2", "trainer.save_strategy=no", "eval.limit=3", "batch.share_prompt_forward=false"]
     _launch(single, [sys.executable], *steps)
     _launch(double, TORCHRUN, *steps)
 
