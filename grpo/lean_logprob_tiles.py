@@ -6,8 +6,9 @@ statistics (forward) or turned into the logits' gradient (backward). Without Tri
 plain torch (`_forward_tile`, `_backward_tile`), written as ~10 out-of-place operations per tile, each
 allocating and reading a tile-sized tensor: 100 MB for 768 completion tokens. The functions below
 compute the same quantities in place in the tile (which TRL recomputes for every use and discards),
-with one extra tile-sized buffer in the forward when the entropy is asked for. Measured on 2 CPU cores (docs/performance.md 8.6): the head's forward and backward
-over 768 completion tokens 8.2 -> 7.8 s, a few per cent of the training pass in isolation.
+with one extra tile-sized buffer in the forward when the entropy is asked for. Measured on 2 CPU cores
+(docs/performance.md 8.6): the head's forward and backward over 768 completion tokens 8.2 -> 7.8 s, a few
+per cent of the training pass in isolation.
 
 Same math, reassociated: the entropy's sum of p·z is summed as p·(z − m) + m·p, and the gradient as
 −g·p everywhere plus g at the target. tests/test_lean_logprob_tiles.py checks log-probabilities,

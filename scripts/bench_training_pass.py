@@ -4,14 +4,14 @@
     .venv/bin/python scripts/bench_training_pass.py [--prompts 2] [--group 4] [--completion-tokens 96] [--repeats 3]
 
 The embedded Gemma 3 270M (fp32, SDPA, CPU) with the default LoRA (r16 on all 7 projections) and TRL's
-fused LM head, as the default step trains it (completion positions only). The micro-batch is `--prompts` GSM8K training prompts (the
-task's one-shot prompt, chat template applied, left-padded) each repeated `--group` times, followed by
-`--completion-tokens` fixed random tokens per row, so every variant does exactly the same work. Each
-repeat times the four variants in turn (forward, then backward of sum(log-prob x advantage)): TRL's pass,
-TRL's pass with the in-place head tiles, each prompt once, both. The minimum of each is printed, and the
-largest difference of each variant's log-probabilities and LoRA gradients from TRL's. Last, TRL's fused
-head alone (forward and backward over the completion tokens' hidden states) with TRL's tiles and the
-in-place ones, alternating.
+fused LM head, as the default step trains it (completion positions only). The micro-batch is
+`--prompts` GSM8K training prompts (the task's one-shot prompt, chat template applied, left-padded) each
+repeated `--group` times, followed by `--completion-tokens` fixed random tokens per row, so every variant
+does exactly the same work. Each repeat times the four variants in turn (forward, then backward of
+sum(log-prob x advantage)): TRL's pass, TRL's pass with the in-place head tiles, each prompt once, both.
+The minimum of each is printed, and the largest difference of each variant's log-probabilities and LoRA
+gradients from TRL's. Last, TRL's fused head alone (forward and backward over the completion tokens'
+hidden states) with TRL's tiles and the in-place ones, alternating.
 """
 
 import argparse
