@@ -37,11 +37,20 @@ log = logging.getLogger(__name__)
 # At 2-64 rows (decode batches) the transposed product measured faster (8: 52 vs 126 ms, 64: 237 vs 398);
 # a single row, and larger batches, keep torch's own (1 row: 46 vs 58 ms). docs/performance.md 8.1.
 TRANSPOSED_HEAD_ROWS = range(2, 65)
+# vocabulary rows per slice of `transposed_product`: 2,048 x 640 fp32 weights (5 MB) and their logits
+HEAD_SLICE = 2048
+# tokens per block of the two-level inverse-CDF search (`draw_by_inverse_cdf`): 512 x 512 for Gemma's 262,144
+SAMPLING_BLOCK = 512
 
 
-def speed_up_generation(rollout_cfg, model) -> None:
+def speed_up_generation(rollout_cfg, model, sampled_logps=None) -> None:
     """The rollout config's generate() speed-ups (rollout=hf: conf/rollout/hf.yaml) on `model`; its
-    rollouts and evaluations share them. Other rollout configs carry none of the keys."""
+    rollouts and evaluations share them. Other rollout configs carry none of the keys. `sampled_logps`:
+    where the sampler records each drawn token's log-probability (grpo/sampler_old_logps.py)."""
+    if rollout_cfg.get("drop_finished_rows"):
+        from grpo.compact_decode import drop_finished_rows
+
+        drop_finished_rows(model)
     if rollout_cfg.get("share_prompt_prefill"):
         from grpo.shared_prefill import prefill_each_prompt_once
 
@@ -51,7 +60,7 @@ def speed_up_generation(rollout_cfg, model) -> None:
     if rollout_cfg.get("cpu_transposed_head"):
         transposed_head(model)
     if rollout_cfg.get("inverse_cdf_sampling"):
-        sample_by_inverse_cdf(model)
+        sample_by_inverse_cdf(model, sampled_logps)
 
 
 def lora_deltas(peft_model) -> dict[int, tuple[torch.nn.Parameter, torch.Tensor]]:
@@ -136,6 +145,18 @@ def merge_lora_for_generation(model) -> bool:
     return True
 
 
+def transposed_product(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """rows @ weight^T, computed as (weight @ rows^T)^T one slice of the vocabulary at a time and written
+    into a row-major result. A single (W @ h^T)^T is a column-major view, and generate()'s argmax, the
+    sampler's softmax and cumulative sum over such a view took 46, 38 and 75 ms at 32 rows instead of 6,
+    15 and 56 (docs/performance.md 8.7); the slices' transposes stay in cache."""
+    out = torch.empty(rows.shape[0], weight.shape[0], dtype=rows.dtype, device=rows.device)
+    columns = rows.t()
+    for start in range(0, weight.shape[0], HEAD_SLICE):
+        out[:, start:start + HEAD_SLICE].copy_(torch.mm(weight[start:start + HEAD_SLICE], columns).t())
+    return out
+
+
 def transposed_head(model) -> bool:
     """Give a CPU model's output layer the transposed product for small no-grad batches. Returns
     whether it was installed."""
@@ -148,7 +169,7 @@ def transposed_head(model) -> bool:
         rows = hidden.reshape(-1, hidden.shape[-1])
         if torch.is_grad_enabled() or rows.shape[0] not in TRANSPOSED_HEAD_ROWS:
             return linear(hidden)
-        return torch.mm(head.weight, rows.t()).t().reshape(*hidden.shape[:-1], head.out_features)
+        return transposed_product(head.weight, rows).reshape(*hidden.shape[:-1], head.out_features)
 
     head.forward = forward
     log.info("rollout.cpu_transposed_head: decode logits as (W @ h^T)^T")
@@ -158,17 +179,48 @@ def transposed_head(model) -> bool:
 class InverseCdfSampler(LogitsProcessor):
     """Draws each row's next token from softmax(scores / temperature) and marks it +inf, so that greedy
     search (the last step of generate()) picks it. Zero-probability tokens are never drawn: the search
-    finds the first cumulative sum strictly above the draw."""
+    finds the first cumulative sum strictly above the draw.
 
-    def __init__(self, temperature: float):
+    `record(length, tokens, logps)`, when given, receives each step's drawn tokens and their
+    log-probabilities under that distribution (grpo/sampler_old_logps.py)."""
+
+    def __init__(self, temperature: float, record=None):
         self.temperature = temperature
+        self.record = record
 
     def __call__(self, input_ids, scores):
-        probabilities = torch.softmax(scores / self.temperature, dim=-1)
-        cumulative = probabilities.cumsum(dim=-1, dtype=torch.float64)
-        draws = torch.rand((scores.shape[0], 1), dtype=torch.float64, device=scores.device) * cumulative[:, -1:]
-        tokens = torch.searchsorted(cumulative, draws, right=True).clamp_(max=scores.shape[-1] - 1)
+        scaled = scores if self.temperature == 1.0 else scores / self.temperature
+        probabilities = torch.softmax(scaled, dim=-1)
+        tokens = draw_by_inverse_cdf(probabilities)
+        if self.record is not None:
+            self.record(input_ids.shape[1], tokens.squeeze(1), probabilities.gather(1, tokens).log().squeeze(1))
         return scores.scatter_(1, tokens, float("inf"))
+
+
+def draw_by_inverse_cdf(probabilities: torch.Tensor) -> torch.Tensor:
+    """(rows, 1) token ids, one per row of `probabilities` (rows, vocabulary), each drawn by one uniform
+    number against the row's cumulative distribution (float64 across blocks and inside the chosen one). The cumulative sum is taken over blocks
+    of SAMPLING_BLOCK tokens first and then inside the one block the draw falls in, instead of over the
+    whole 262k vocabulary, which took 37 ms of a 32-row decode step (docs/performance.md 8.7)."""
+    rows, vocabulary = probabilities.shape
+    blocks = -(-vocabulary // SAMPLING_BLOCK)
+    padded = probabilities.contiguous()
+    if blocks * SAMPLING_BLOCK != vocabulary:
+        padded = torch.nn.functional.pad(padded, (0, blocks * SAMPLING_BLOCK - vocabulary))
+    by_block = padded.view(rows, blocks, SAMPLING_BLOCK)
+    # float32 block sums (a float64 reduction took 10 ms at 32 rows), accumulated across blocks in float64
+    cumulative_mass = by_block.sum(-1).double().cumsum(-1)
+    draws = torch.rand((rows, 1), dtype=torch.float64, device=probabilities.device) * cumulative_mass[:, -1:]
+    block = torch.searchsorted(cumulative_mass, draws, right=True).clamp_(max=blocks - 1)
+    mass_before = torch.where(block > 0, cumulative_mass.gather(1, (block - 1).clamp_(min=0)), 0.0)
+    inside = by_block[torch.arange(rows, device=block.device), block.squeeze(1)]
+    cumulative = inside.cumsum(-1, dtype=torch.float64) + mass_before
+    offset = torch.searchsorted(cumulative, draws, right=True)
+    # the block's own sum and its running sum round differently; a draw past the running sum's end
+    # takes the block's last token of positive probability
+    last_positive = SAMPLING_BLOCK - 1 - (inside > 0).flip(-1).int().argmax(-1, keepdim=True)
+    offset = torch.where(offset >= SAMPLING_BLOCK, last_positive, offset)
+    return (block * SAMPLING_BLOCK + offset).clamp_(max=vocabulary - 1)
 
 
 def as_generate_sees_it(config: GenerationConfig, model) -> GenerationConfig:
@@ -197,9 +249,11 @@ def plain_sampling(config: GenerationConfig) -> bool:
     )
 
 
-def sample_by_inverse_cdf(model) -> None:
+def sample_by_inverse_cdf(model, sampled_logps=None) -> None:
     """Make `model.generate`, called with a plain-sampling `generation_config` (TRL's rollouts), draw
-    tokens with InverseCdfSampler; every other call (greedy evaluation, top-k/top-p) is left alone."""
+    tokens with InverseCdfSampler; every other call (greedy evaluation, top-k/top-p) is left alone.
+    `sampled_logps` (grpo/sampler_old_logps.SampledLogps), when given and armed, records the
+    log-probability of every drawn token."""
     generate = model.generate
 
     @functools.wraps(generate)
@@ -210,8 +264,14 @@ def sample_by_inverse_cdf(model) -> None:
         greedy = copy.deepcopy(config)
         greedy.do_sample, greedy.temperature, greedy.top_k, greedy.top_p = False, 1.0, 50, 1.0
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
-        processors.append(InverseCdfSampler(config.temperature or 1.0))
-        return generate(*args, **{**kwargs, "generation_config": greedy, "logits_processor": processors})
+        temperature = config.temperature or 1.0
+        recording = sampled_logps is not None and sampled_logps.begin(model, args, kwargs, greedy, processors,
+                                                                      temperature)
+        processors.append(InverseCdfSampler(temperature, sampled_logps.draw if recording else None))
+        output = generate(*args, **{**kwargs, "generation_config": greedy, "logits_processor": processors})
+        if recording:
+            sampled_logps.end(output)
+        return output
 
     model.generate = generate_sampling_by_cdf
     log.info("rollout.inverse_cdf_sampling: tokens drawn by inverse CDF instead of torch.multinomial")

@@ -58,8 +58,18 @@ def shared_prompt_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
     `_get_per_token_logps_and_entropies` computes them for one chunk, with each distinct prompt (the
     columns before them) encoded once. None when no prompt repeats: the caller runs TRL's pass.
 
-    `model` is the policy with TRL's fused LM head (`add_fused_lm_head`), PEFT-wrapped or not.
+    `model` is the policy with TRL's fused LM head (`add_fused_lm_head`), PEFT-wrapped or not. Completion
+    columns that are padding in every row are not encoded (their log-probs are 0): TRL pads completions to
+    the longest of the generation batch, which spans several micro-batches with `steps_per_generation` > 1.
     """
+    in_use = attention_mask[:, -logits_to_keep:].any(0).nonzero()
+    unused = logits_to_keep - (int(in_use.max()) + 1 if len(in_use) else 1)
+    if unused > 0:
+        result = shared_prompt_logps(model, input_ids[:, :-unused], attention_mask[:, :-unused],
+                                     logits_to_keep - unused, compute_entropy, autocast)
+        if result is None:
+            return None
+        return tuple(None if t is None else torch.nn.functional.pad(t, (0, unused)) for t in result)
     prompt_length = input_ids.shape[1] - logits_to_keep
     if prompt_length < 2:
         return None

@@ -32,12 +32,17 @@ class EndTurnAfterStopString(LogitsProcessor):
         self.stops = stops
         self.prompt_length = prompt_length
         self.end_id = end_id
+        # on_force(length, row, scores of the row before forcing, end_id): set by grpo/sampler_old_logps.py
+        # to keep the policy's own log-probability of the forced token
+        self.on_force = None
 
     def __call__(self, input_ids, scores):
         if input_ids.shape[1] <= self.prompt_length:
             return scores
         for row, stopped in enumerate(reached_stop(self.tokenizer, self.stops, input_ids, self.prompt_length)):
             if stopped:
+                if self.on_force is not None:
+                    self.on_force(input_ids.shape[1], row, scores[row], self.end_id)
                 scores[row, :] = float("-inf")
                 scores[row, self.end_id] = 0.0
         return scores

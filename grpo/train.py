@@ -104,6 +104,8 @@ def as_run(cfg: DictConfig, plan) -> DictConfig:
             cfg.trainer = OmegaConf.merge(cfg.trainer, overrides)
         cfg.trainer.per_device_train_batch_size = plan.per_device_train_batch_size
         cfg.trainer.gradient_accumulation_steps = plan.gradient_accumulation_steps
+        # TRL counts micro-batches; batch.optimizer_steps_per_generation counts optimizer steps
+        cfg.trainer.steps_per_generation = plan.gradient_accumulation_steps * cfg.batch.optimizer_steps_per_generation
         cfg.trainer.bf16 = resolve_dtype(cfg.model.dtype) == torch.bfloat16
         # on CPU, accelerate starts a process group only when told (grpo/ranks.py)
         # (not under DeepSpeed, which would quietly become plain CPU data parallel: grpo/validate.py)
@@ -133,6 +135,13 @@ def log_resolved(cfg: DictConfig, plan, cuda: bool, output_dir: Path) -> None:
         output_dir,
     )
     log.info(plan.explain())
+    per_rollout = cfg.batch.optimizer_steps_per_generation
+    if per_rollout > 1:
+        log.info("one generate() call serves %d optimizer steps (batch.optimizer_steps_per_generation)", per_rollout)
+        if cfg.trainer.max_steps > 0 and cfg.trainer.max_steps % per_rollout:
+            log.warning("trainer.max_steps=%d is not a multiple of batch.optimizer_steps_per_generation=%d: the last "
+                        "rollout's completions for %d step(s) go unused", cfg.trainer.max_steps, per_rollout,
+                        per_rollout - cfg.trainer.max_steps % per_rollout)
 
 
 def start_tracking(cfg: DictConfig, output_dir: Path) -> list[str]:
@@ -210,10 +219,16 @@ def grpo_config(cfg: DictConfig, plan, reward_weights, report_to, output_dir: Pa
 
 def trainer_class(cfg: DictConfig):
     """TRL's GRPOTrainer, or its dynamic-sampling subclass (grpo/dynamic_sampling.py) when enabled, with the
-    shared prompt encoding of the training pass (grpo/shared_prompt_forward.py) when enabled."""
+    shared prompt encoding of the training pass (grpo/shared_prompt_forward.py), the sampler's old
+    log-probs (grpo/sampler_old_logps.py) and the whole-group shuffle (grpo/group_shuffle.py) when enabled."""
     dynamic = _switch(cfg, "dynamic_sampling", "enabled")
     _switch(cfg, "batch", "cpu_lean_logprob_head")  # checked here, before any model loads
     shared = _switch(cfg, "batch", "share_prompt_forward")
+    whole_groups = _switch(cfg, "batch", "shuffle_whole_groups")
+    # TRL runs its old-log-prob pass only when a rollout serves several updates
+    off_policy = cfg.batch.optimizer_steps_per_generation > 1 or cfg.trainer.num_iterations > 1
+    sampler_logps = (_switch(cfg, "rollout", "sampler_old_logps") and _switch(cfg, "rollout", "inverse_cdf_sampling")
+                     and off_policy)
     if dynamic:
         from grpo.dynamic_sampling import DynamicSamplingGRPOTrainer as chosen
     else:
@@ -222,6 +237,14 @@ def trainer_class(cfg: DictConfig):
         from grpo.shared_prompt_forward import with_shared_prompt_forward
 
         chosen = with_shared_prompt_forward(chosen)
+    if sampler_logps:
+        from grpo.sampler_old_logps import with_sampler_old_logps
+
+        chosen = with_sampler_old_logps(chosen)
+    if whole_groups:
+        from grpo.group_shuffle import with_whole_group_shuffle
+
+        chosen = with_whole_group_shuffle(chosen)
     return chosen
 
 
@@ -275,7 +298,7 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
         from grpo.distributed_eval import generator_context
 
         evaluation[0].generator_context = generator_context(trainer)  # every rank takes part
-    speed_up_generation(cfg.rollout, trainer.model)  # grpo/fast_decode.py
+    speed_up_generation(cfg.rollout, trainer.model, getattr(trainer, "sampled_logps", None))  # grpo/fast_decode.py
     if cfg.rollout.get("end_at_stop_strings"):
         from grpo.models import eos_token_ids
         from grpo.stop_strings import end_rollouts_at_stop_strings

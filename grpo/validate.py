@@ -216,11 +216,16 @@ def check_batches(cfg: DictConfig) -> BatchPlan:
     for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
         if cfg.trainer[key] is not None:
             check_number(cfg.trainer[key], f"trainer.{key}", minimum=1, integer=True)
-    if cfg.trainer.generation_batch_size is not None:
-        raise ConfigError(
-            "trainer.generation_batch_size is derived (completions per step); set batch.prompts_per_step "
-            "or trainer.per_device_train_batch_size / gradient_accumulation_steps instead"
-        )
+    check_number(cfg.batch.optimizer_steps_per_generation, "batch.optimizer_steps_per_generation", minimum=1,
+                 integer=True)
+    for key in ("generation_batch_size", "steps_per_generation"):
+        if cfg.trainer.get(key) is not None:
+            raise ConfigError(
+                f"trainer.{key} is derived (from the completions per step and "
+                "batch.optimizer_steps_per_generation); set batch.optimizer_steps_per_generation for rollouts "
+                "that serve several optimizer steps, and batch.prompts_per_step or "
+                "trainer.per_device_train_batch_size / gradient_accumulation_steps for the step itself"
+            )
     try:
         return plan_batches(
             num_generations=cfg.trainer.num_generations,

@@ -329,6 +329,18 @@ def run_time(run: dict, part: str = "step") -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def whole_step_rate(run: dict) -> float | None:
+    """Completion tokens per second of whole steps: the tokens generated from the second generating step
+    on, over the time of those steps and of the steps their rollouts served (with
+    batch.optimizer_steps_per_generation = k one step in k generates; with k = 1, steps 2..)."""
+    steps = run["steps"]
+    generating = [i for i, s in enumerate(steps) if s.get("generation_s")]
+    window = steps[generating[1]:] if len(generating) > 1 else steps
+    tokens = sum(s.get("completion_tokens") or 0 for s in window)
+    seconds = sum(s["step_s"] for s in window)
+    return tokens / seconds if tokens and seconds else None
+
+
 def summarise(runs: list[dict]) -> dict:
     summary = {}
     for variant in dict.fromkeys(r["variant"] for r in runs):
@@ -343,6 +355,8 @@ def summarise(runs: list[dict]) -> dict:
                  if s.get("completion_tokens_per_s")]
         tokens = [s["completion_tokens"] for r in mine for s in r["steps"] if s.get("completion_tokens")]
         entry["completion_tokens_per_s"] = statistics.median(rates) if rates else None
+        whole = [w for w in (whole_step_rate(r) for r in mine) if w is not None]
+        entry["whole_step_tokens_per_s"] = statistics.median(whole) if whole else None
         entry["completion_tokens_per_step"] = statistics.median(tokens) if tokens else None
         entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in mine)
         cuda = [r["cuda_peak_mb"] for r in mine if r.get("cuda_peak_mb") is not None]
@@ -398,14 +412,15 @@ def report(result: dict) -> str:
                 f"{_fmt(s['completion_tokens_per_s'], 1):>5}"
             )
     lines += ["", "summary (medians over runs):",
-              "variant        step_s  [min-max]        gen   reward logprob backward optim  sync  eval  other  tok/s  peak RSS MB  load_s"]
+              "variant        step_s  [min-max]        gen   reward logprob backward optim  sync  eval  other  tok/s  "
+              "whole tok/s  peak RSS MB  load_s"]
     for variant, e in result["summary"].items():
         lines.append(
             f"{variant:<14} {e['step_s']:>6.2f}  [{e['step_s_min']:.2f}-{e['step_s_max']:.2f}]  "
             f"{_fmt(e['generation_s']):>7} {_fmt(e['reward_s'], 3):>6} {_fmt(e['logprob_s']):>7} "
             f"{_fmt(e['backward_s']):>8} {_fmt(e['optimizer_s']):>5} {_fmt(e['weight_sync_s']):>5} "
             f"{_fmt(e['eval_s']):>5} {_fmt(e['other_s']):>6} {_fmt(e['completion_tokens_per_s'], 1):>6} "
-            f"{e['peak_rss_mb']:>11.0f} {e['load_s']:>7.1f}"
+            f"{_fmt(e.get('whole_step_tokens_per_s'), 2):>12} {e['peak_rss_mb']:>11.0f} {e['load_s']:>7.1f}"
         )
     for name, ratio in result["ratios"].items():
         per_round = ", ".join(f"{x:.3f}" for x in ratio["per_round"])

@@ -18,7 +18,7 @@ def test_two_tiny_steps_print_and_write_the_breakdown(tmp_path, tiny_model_dir):
     result = subprocess.run(
         [sys.executable, "scripts/bench_step.py", "--steps", "2", "--repeats", "1", "--variants", "ours",
          "--omp-threads", "1", "--out", str(out), "--", "model=tiny", "trainer.max_completion_length=4",
-         "eval.limit=0"],
+         "eval.limit=0", "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false"],  # every step trains
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -38,6 +38,8 @@ def test_two_tiny_steps_print_and_write_the_breakdown(tmp_path, tiny_model_dir):
     assert run["peak_rss_mb"] > 0 and run["load_s"] > 0
     summary = report["summary"]["ours"]
     assert summary["step_s"] > 0 and summary["completion_tokens_per_s"] > 0
+    assert summary["whole_step_tokens_per_s"] == pytest.approx(
+        run["steps"][1]["completion_tokens"] / run["steps"][1]["step_s"])
     assert report["machine"]["nproc"] >= 1 and len(report["loadavg_start"]) == 3
 
 
@@ -57,3 +59,17 @@ def test_ratios_pair_each_round_with_its_plain_run():
     found = ratios(runs, summary)["ours/plain"]
     assert found["per_round"] == pytest.approx([1.0, 1.1])
     assert found["median_ratio"] == pytest.approx(2.65 / 2.5)
+
+
+def test_whole_step_rate_counts_the_steps_each_rollout_served():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_step import whole_step_rate
+
+    def step(generation_s, tokens, seconds):
+        return {"generation_s": generation_s, "completion_tokens": tokens, "step_s": seconds}
+
+    # one rollout of 2 steps per cycle: the first cycle (warm-up) is left out, the second counts whole
+    run = {"steps": [step(5.0, 100, 9.0), step(0.0, None, 2.0), step(4.0, 60, 7.0), step(0.0, None, 3.0)]}
+    assert whole_step_rate(run) == pytest.approx(60 / 10.0)
+    every_step = {"steps": [step(5.0, 100, 9.0), step(4.0, 40, 8.0), step(4.0, 20, 2.0)]}
+    assert whole_step_rate(every_step) == pytest.approx(60 / 10.0)

@@ -74,7 +74,7 @@ def test_training_runs_on_the_good_rows_and_reports_the_bad(tmp_path, tiny_model
     cfg = compose_train(
         "+task=gsm8k", "model=tiny", "profile=cpu", "logger=none", "eval.limit=0", f"output_dir={out}",
         f"task.data_files={{train:'{data}'}}", "trainer.max_steps=1", "trainer.max_completion_length=4",
-        "batch.prompts_per_step=1", "trainer.num_generations=2", "guard.zero_std_window=1",
+        "batch.prompts_per_step=1", "trainer.num_generations=2", "guard.zero_std_window=1", "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false",
     )
     with caplog.at_level(logging.INFO):
         run_training(cfg)

@@ -121,6 +121,7 @@ def _run(tmp_path, reward: str, steps: int = 3):
         "+task=gsm8k", "model=tiny", "profile=cpu", f"output_dir={tmp_path}", "logger=none", "eval.limit=0",
         f"trainer.max_steps={steps}", "trainer.max_completion_length=6", "batch.prompts_per_step=4",
         "+trainer.top_k=4", "trainer.save_strategy=no", "dynamic_sampling.enabled=true",
+        "batch.optimizer_steps_per_generation=1",
     )
     with open_dict(cfg):
         cfg.rewards.stack = {"r": {"_target_": f"synthetic_rewards.{reward}"}}

@@ -30,4 +30,4 @@ def test_compose_config_resolves_profile_auto_like_the_commands(monkeypatch):
     monkeypatch.setattr(profile, "cuda_available", lambda: False)
     monkeypatch.setattr(profile, "nvidia_gpu_evidence", lambda: [])
     cfg = entry.compose_config(["+task=gsm8k"])
-    assert cfg.model.name == "gemma3-270m" and cfg.trainer.max_steps == 10  # conf/profile/cpu.yaml
+    assert cfg.model.name == "gemma3-270m" and cfg.trainer.max_steps == 12  # conf/profile/cpu.yaml

@@ -80,11 +80,11 @@ def test_card_names_the_data_the_run_really_used(tmp_path, cfg):
 
 
 def test_short_run_card_says_smoke_run_and_points_to_the_learning_experiment(tmp_path, cfg):
-    assert cfg.trainer.max_steps == 10  # profile=cpu, the default CPU run
+    assert cfg.trainer.max_steps == 12  # profile=cpu, the default CPU run
     write_metrics(tmp_path / "metrics.jsonl", FLAT, before=0.5, after=0.5)
     readme = write_run_report(tmp_path, cfg, None).read_text()
     head = readme.split("## Results")[0]
-    assert "Smoke run" in head and "10 steps, fewer than 50" in head and "docs/results.md" in head
+    assert "Smoke run" in head and "12 steps, fewer than 50" in head and "docs/results.md" in head
 
 
 def test_run_of_fifty_steps_or_more_is_not_called_a_smoke_run(tmp_path):

@@ -120,13 +120,17 @@ def test_transposed_head_is_used_only_for_small_batches_without_autograd(tiny_mo
     calls = []
     mm = torch.mm
     monkeypatch.setattr(torch, "mm", lambda *args: calls.append(args[0].shape) or mm(*args))
+    vocabulary, hidden = model.lm_head.weight.shape
     with torch.no_grad():
-        model(input_ids=torch.randint(10, 200, (2, 3)))
-        assert calls == [model.lm_head.weight.shape]
+        logits = model(input_ids=torch.randint(10, 200, (2, 3))).logits
+        # one product per slice of the vocabulary, written into a row-major result
+        assert sum(shape[0] for shape in calls) == vocabulary and {shape[1] for shape in calls} == {hidden}
+        assert logits.is_contiguous()
+        slices = len(calls)
         model(input_ids=torch.randint(10, 200, (1, TRANSPOSED_HEAD_ROWS.stop)))  # torch's own linear
         model(input_ids=torch.randint(10, 200, (1, 1)))  # one row: torch's own too
     model(input_ids=torch.randint(10, 200, (2, 3)))  # training: torch's own linear
-    assert len(calls) == 1
+    assert len(calls) == slices
 
 
 def test_inverse_cdf_sampler_draws_from_the_tempered_softmax():
@@ -138,6 +142,27 @@ def test_inverse_cdf_sampler_draws_from_the_tempered_softmax():
     assert frequencies[4] == 0  # a masked token is never drawn
     # binomial standard error at p <= 0.8 and n = 1e5 is <= 0.0013: 5 of them
     torch.testing.assert_close(frequencies, expected, atol=0.0065, rtol=0)
+
+
+def test_two_level_search_draws_from_the_whole_vocabulary_and_records_log_probabilities():
+    from grpo.fast_decode import SAMPLING_BLOCK
+
+    torch.manual_seed(0)
+    vocabulary = 3 * SAMPLING_BLOCK + 7  # a partial last block
+    scores = torch.full((vocabulary,), float("-inf"))
+    favoured = torch.tensor([0, SAMPLING_BLOCK - 1, SAMPLING_BLOCK, 2 * SAMPLING_BLOCK + 5, vocabulary - 1])
+    scores[favoured] = torch.tensor([1.0, 0.0, 2.0, -1.0, 0.5])
+    rows = scores.repeat(50_000, 1)
+    recorded = []
+    sampler = InverseCdfSampler(temperature=1.3, record=lambda length, tokens, logps: recorded.append((tokens, logps)))
+    drawn = sampler(torch.zeros(50_000, 4, dtype=torch.long), rows.clone()).argmax(-1)
+    expected = torch.softmax(scores.double() / 1.3, -1)
+    frequencies = torch.bincount(drawn, minlength=vocabulary).double() / len(drawn)
+    assert frequencies[expected == 0].sum() == 0  # zero-probability tokens, padding included, never drawn
+    torch.testing.assert_close(frequencies[favoured], expected[favoured], atol=0.01, rtol=0)
+    tokens, logps = recorded[0]
+    assert torch.equal(tokens, drawn)
+    torch.testing.assert_close(logps.double(), expected.log()[drawn], atol=1e-5, rtol=0)
 
 
 def test_plain_sampling_runs_through_the_sampler_and_other_settings_do_not(tiny_model_dir, monkeypatch):

@@ -22,7 +22,7 @@ def _train(tmp_path, learning_rate: float):
         "+task=gsm8k", "model=tiny", "profile=cpu", f"output_dir={tmp_path}", "logger=none", "eval.limit=0",
         f"trainer.max_steps={STEPS}", "trainer.max_completion_length=8", f"trainer.learning_rate={learning_rate}",
         "batch.prompts_per_step=4", f"+trainer.top_k={TOP_K}", "trainer.save_strategy=no",
-        "trainer.lr_scheduler_type=constant",
+        "trainer.lr_scheduler_type=constant", "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false",
     )
     with open_dict(cfg):
         cfg.rewards.stack = {"even": {"_target_": "synthetic_rewards.even_token_share"}}

@@ -28,6 +28,8 @@ OVERRIDES = [
     "+task=gsm8k", "model=tiny", "logger=none", "eval.limit=0", "trainer.max_completion_length=12",
     "~rewards.stack", "+rewards.stack.even._target_=synthetic_rewards.even_token_share",
     "trainer.learning_rate=1e-3",  # large enough that step 2's loss depends on step 1's update
+    "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false",  # every step generates and trains
+    "rollout.drop_finished_rows=false",  # the fixture replaces generate(), which our decode loop would bypass
 ]
 
 

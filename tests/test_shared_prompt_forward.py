@@ -82,6 +82,25 @@ def test_log_probs_entropies_and_gradients_equal_trls_pass(tiny_model_dir):
         torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_completion_columns_that_are_padding_in_every_row_are_not_encoded(tiny_model_dir):
+    # a micro-batch of a generation batch whose longest completion is in another micro-batch
+    ids, mask, completion_width = grpo_batch()
+    wide_ids = torch.nn.functional.pad(ids, (0, 3), value=PAD)
+    wide_mask = torch.nn.functional.pad(mask, (0, 3))
+    policy = tiny_policy(tiny_model_dir)
+    logps, _ = shared_prompt_logps(policy, ids, mask, completion_width)
+    grads = lora_gradients(policy, logps)
+    rows_seen = []
+    policy.get_input_embeddings().register_forward_hook(lambda module, args, out: rows_seen.append(tuple(args[0].shape)))
+    wide_logps, _ = shared_prompt_logps(policy, wide_ids, wide_mask, completion_width + 3)
+    wide_grads = lora_gradients(policy, wide_logps[:, :completion_width])
+    assert rows_seen == [(2, 6), (6, 5)]  # the 3 empty columns never reach the model
+    assert wide_logps.shape == (6, completion_width + 3) and (wide_logps[:, completion_width:] == 0).all()
+    torch.testing.assert_close(wide_logps[:, :completion_width], logps)
+    for name, grad in grads.items():
+        torch.testing.assert_close(wide_grads[name], grad, msg=name)
+
+
 def test_a_batch_without_repeated_prompts_is_left_to_trl(tiny_model_dir):
     ids, mask, completion_width = grpo_batch()
     policy = tiny_policy(tiny_model_dir)
@@ -125,8 +144,10 @@ def test_the_trainer_class_shares_per_chunk_and_leaves_a_chunk_without_repeats_t
 def test_the_switch_is_checked_and_composes_with_dynamic_sampling():
     with pytest.raises(ConfigError, match="batch.share_prompt_forward"):
         trainer_class(compose_train("+task=gsm8k", "model=tiny", "batch.share_prompt_forward=sometimes"))
-    plain = trainer_class(compose_train("+task=gsm8k", "model=tiny", "batch.share_prompt_forward=false"))
+    plain = trainer_class(compose_train("+task=gsm8k", "model=tiny", "batch.share_prompt_forward=false",
+                                        "batch.shuffle_whole_groups=false"))
     assert plain is GRPOTrainer
-    shared = trainer_class(compose_train("+task=gsm8k", "model=tiny", "dynamic_sampling.enabled=true"))
+    shared = trainer_class(compose_train("+task=gsm8k", "model=tiny", "dynamic_sampling.enabled=true",
+                                         "batch.shuffle_whole_groups=false"))
     assert issubclass(shared, DynamicSamplingGRPOTrainer) and shared is not DynamicSamplingGRPOTrainer
     assert "_get_per_token_logps_and_entropies" in vars(shared)

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.slow
 TINY_RUN = [
     "+task=gsm8k", "model=tiny", "logger=none", "eval.limit=0", "trainer.max_completion_length=4",
     "batch.prompts_per_step=1", "trainer.num_generations=2",
+    # every step generates and trains (the CPU profile's rollouts serve 4 steps and skip zero-spread groups)
+    "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false",
 ]
 
 

@@ -14,7 +14,7 @@ def _summary(capsys, tmp_path, *overrides):
 
 def test_default_cpu_run_summary_says_smoke_run(capsys, tmp_path):
     text = " ".join(_summary(capsys, tmp_path).split())  # the note is wrapped over several lines
-    assert "smoke run (10 steps, fewer than 50)" in text
+    assert "smoke run (12 steps, fewer than 50)" in text
     assert "not that the model learns" in text and "docs/results.md" in text
     assert "python -m grpo.train +experiment=cpu-learning" in text
 

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = REPO / "tests" / "fixtures" / "tasks"
 TINY_RUN = ("model=tiny", "profile=cpu", "logger=none", "trainer.max_steps=1", "trainer.max_completion_length=8",
-            "batch.prompts_per_step=1", "trainer.num_generations=2", "eval.limit=2", "eval.max_new_tokens=8")
+            "batch.prompts_per_step=1", "trainer.num_generations=2", "eval.limit=2", "eval.max_new_tokens=8",
+            "batch.optimizer_steps_per_generation=1", "dynamic_sampling.enabled=false")
 TASK_ARGS = {  # gsm8k: tests/test_train_cli.py
     "pubmedqa": [],
     "reasoning_gym": ["task.train_size=50", "task.test_size=50"],

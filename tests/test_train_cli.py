@@ -19,6 +19,8 @@ def test_two_step_run_writes_adapter_and_finite_metrics(tmp_path, tiny_model_dir
         "trainer.max_completion_length=8",
         "logger=none",
         "eval.limit=0",
+        "batch.optimizer_steps_per_generation=1",  # every step generates and trains (the CPU profile: 4)
+        "dynamic_sampling.enabled=false",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.output[-3000:]
