@@ -25,6 +25,8 @@ import logging
 import torch
 from transformers import DynamicCache, LogitsProcessorList
 
+from grpo.shared_prefill import generate_positions
+
 log = logging.getLogger(__name__)
 
 # generate() keyword arguments this loop understands; any other sends the call to generate()
@@ -73,7 +75,7 @@ def decode_dropping_finished_rows(model, input_ids: torch.Tensor, attention_mask
     sequences = torch.full((rows, prompt_length + config.max_new_tokens), pad, dtype=input_ids.dtype,
                            device=input_ids.device)
     sequences[:, :prompt_length] = input_ids
-    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    positions = generate_positions(attention_mask)
     cache = past_key_values
     if cache is None or cache.get_seq_length() != prompt_length - 1:
         cache = DynamicCache(config=model.config.get_text_config(decoder=True))

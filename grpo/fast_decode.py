@@ -199,9 +199,10 @@ class InverseCdfSampler(LogitsProcessor):
 
 def draw_by_inverse_cdf(probabilities: torch.Tensor) -> torch.Tensor:
     """(rows, 1) token ids, one per row of `probabilities` (rows, vocabulary), each drawn by one uniform
-    number against the row's cumulative distribution (float64 across blocks and inside the chosen one). The cumulative sum is taken over blocks
-    of SAMPLING_BLOCK tokens first and then inside the one block the draw falls in, instead of over the
-    whole 262k vocabulary, which took 37 ms of a 32-row decode step (docs/performance.md 8.7)."""
+    number against the row's cumulative distribution (float64 across blocks and inside the chosen one).
+    The cumulative sum is taken over blocks of SAMPLING_BLOCK tokens first and then inside the one block
+    the draw falls in, instead of over the whole 262k vocabulary, which took 37 ms of a 32-row decode
+    step (docs/performance.md 8.7)."""
     rows, vocabulary = probabilities.shape
     blocks = -(-vocabulary // SAMPLING_BLOCK)
     padded = probabilities.contiguous()

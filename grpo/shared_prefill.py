@@ -35,6 +35,11 @@ def distinct_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tupl
     return representative, row_to_distinct
 
 
+def generate_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The position ids generate() gives left-padded rows (transformers' _prepare_position_ids_for_generation)."""
+    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+
+
 def prompt_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> DynamicCache | None:
     """The KV cache of all but the last token of each prompt, encoded once per distinct prompt and copied
     to every row that repeats it; None when no prompt repeats."""
@@ -42,8 +47,7 @@ def prompt_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -
     if len(representative) == input_ids.shape[0] or input_ids.shape[1] < 2:
         return None
     ids, mask = input_ids[representative, :-1], attention_mask[representative, :-1]
-    # the positions generate() gives left-padded rows (transformers' _prepare_position_ids_for_generation)
-    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    positions = generate_positions(mask)
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     with torch.no_grad():
         model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
