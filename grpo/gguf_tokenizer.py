@@ -14,18 +14,11 @@ CONTROL, USER_DEFINED = 3, 4
 
 
 def read_gguf_vocabulary(gguf_path) -> tuple[list[str], list[float], list[int]]:
-    from gguf import GGUFReader
+    from grpo.gguf_metadata import read_gguf_metadata
 
-    fields = GGUFReader(str(gguf_path)).fields
-
-    def column(name):
-        field = fields[name]
-        return [field.parts[i] for i in field.data]
-
-    tokens = [bytes(part).decode("utf-8") for part in column("tokenizer.ggml.tokens")]
-    scores = [float(part[0]) for part in column("tokenizer.ggml.scores")]
-    types = [int(part[0]) for part in column("tokenizer.ggml.token_type")]
-    return tokens, scores, types
+    metadata = read_gguf_metadata(gguf_path)
+    return (metadata["tokenizer.ggml.tokens"], [float(score) for score in metadata["tokenizer.ggml.scores"]],
+            metadata["tokenizer.ggml.token_type"])
 
 
 def build_gemma_tokenizer(gguf_path, chat_template: str):

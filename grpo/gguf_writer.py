@@ -156,7 +156,7 @@ def gemma3_vocabulary(tokenizer) -> tuple[list[str], list[float], list[int]]:
 
 @functools.lru_cache(maxsize=1)
 def _embedded_vocabulary() -> tuple[list[str], list[float], list[int]]:
-    """Read once per process (~25 s: 262k strings through GGUFReader)."""
+    """Read once per process."""
     from grpo.embedded import _gguf_path
     from grpo.gguf_tokenizer import read_gguf_vocabulary
 

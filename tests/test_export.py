@@ -77,6 +77,29 @@ def gguf_exports(tiny_run):
     return {t: export_gguf(run, tiny_run / "export" / gguf_file_name(run, t), t) for t in ("f16", "q8_0")}
 
 
+@pytest.fixture(scope="module")
+def gguf_parsed_once():
+    """gguf's GGUFReader takes ~15 s over a 262k vocabulary and transformers' GGUF loader parses a file twice
+    (config, then weights): within this module each file is parsed once, the readers being read-only."""
+    import os
+
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def parsed_once(path, mode="r"):
+        if mode != "r":
+            return original(path, mode)
+        key = (os.fspath(path), os.stat(path).st_mtime_ns)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", parsed_once)
+        yield parsed_once
+
+
 def export_cfg(run, *overrides):
     return compose_train(f"run={run}", *overrides, config_name="export")
 
@@ -135,7 +158,7 @@ def _tiny_path(run):
 
 
 @pytest.mark.slow
-def test_gguf_exports_continue_prompts_as_the_adapter(gguf_exports, adapter_reference, capsys):
+def test_gguf_exports_continue_prompts_as_the_adapter(gguf_exports, adapter_reference, gguf_parsed_once, capsys):
     """f16: the same greedy tokens. q8_0: at least 95% of the adapter's tokens predicted, each given the
     adapter's prefix (teacher-forced). The free-running figure is printed too: on this random tiny model the
     262k logits lie close together, so one flipped argmax derails the rest of a continuation (measured here:
@@ -159,34 +182,37 @@ def test_gguf_exports_continue_prompts_as_the_adapter(gguf_exports, adapter_refe
 
 
 @pytest.mark.slow
-def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny_run, gguf_exports):
-    from gguf import GGUFReader
-
+def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny_run, gguf_exports,
+                                                                           gguf_parsed_once):
     from grpo.embedded import _gguf_path
+    from grpo.gguf_metadata import read_gguf_metadata
     from grpo.gguf_tokenizer import build_gemma_tokenizer
     from grpo.models import load_tokenizer
     from grpo.run_dir import load_run
 
     run = load_run(tiny_run)
     path = gguf_exports["q8_0"]
-    ours, reference = GGUFReader(str(path)), GGUFReader(str(_gguf_path()))
+    reader = gguf_parsed_once(path)
+    ours = read_gguf_metadata(path)
+    # our header reader (exports and the tokenizer conversion use it) reads what gguf's GGUFReader reads
+    assert ours == {key: field.contents() for key, field in reader.fields.items() if not key.startswith("GGUF.")}
+    reference = read_gguf_metadata(_gguf_path())
     # every key the llama.cpp-made Gemma 3 file has (architecture, hyperparameters, tokenizer) is there
-    missing = {k for k in reference.fields if not k.startswith("general.")} - set(ours.fields)
+    missing = {k for k in reference if not k.startswith("general.")} - set(ours)
     assert not missing, missing
-    assert ours.fields["general.architecture"].contents() == "gemma3"
-    assert {t.name for t in ours.tensors} >= {"token_embd.weight", "output_norm.weight", "blk.1.ffn_down.weight",
-                                              "blk.0.attn_q_norm.weight", "blk.0.post_ffw_norm.weight"}
-    assert ours.fields["gemma3.block_count"].contents() == 2 and ours.fields["gemma3.embedding_length"].contents() == 32
+    assert ours["general.architecture"] == "gemma3"
+    assert {t.name for t in reader.tensors} >= {"token_embd.weight", "output_norm.weight", "blk.1.ffn_down.weight",
+                                                "blk.0.attn_q_norm.weight", "blk.0.post_ffw_norm.weight"}
+    assert ours["gemma3.block_count"] == 2 and ours["gemma3.embedding_length"] == 32
     tokenizer = load_tokenizer(run.cfg.model, str(run.weights))
-    assert ours.fields["tokenizer.chat_template"].contents() == tokenizer.chat_template
+    assert ours["tokenizer.chat_template"] == tokenizer.chat_template
     for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
                           ("padding", tokenizer.pad_token_id), ("eot", tokenizer.convert_tokens_to_ids("<end_of_turn>"))):
-        assert ours.fields[f"tokenizer.ggml.{key}_token_id"].contents() == token_id
+        assert ours[f"tokenizer.ggml.{key}_token_id"] == token_id
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
-        # the whole vocabulary, compared from the files already parsed (reading it again costs ~12 s a file)
-        assert ours.fields[key].contents() == reference.fields[key].contents(), key
+        assert ours[key] == reference[key], key  # the whole vocabulary
     # the tokenizer rebuilt from the export encodes text as the run's own does
-    rebuilt = build_gemma_tokenizer(path, ours.fields["tokenizer.chat_template"].contents())
+    rebuilt = build_gemma_tokenizer(path, ours["tokenizer.chat_template"])
     for text in ("Hello world", "<start_of_turn>user\nWhat is 12 * 7?<end_of_turn>\n", "  spaces\n\n\nand 3.14"):
         assert rebuilt(text)["input_ids"] == tokenizer(text)["input_ids"]
 
@@ -195,7 +221,7 @@ def test_gguf_carries_the_tokenizer_chat_template_and_llama_cpp_gemma3_keys(tiny
 def test_merged_export_of_a_trained_run_is_its_adapter(pipeline_run, tmp_path):
     """A run as training writes it (SFT then GRPO on the tiny model, conftest.pipeline_run), not a stand-in:
     its adapter changes the base's greedy tokens, and the merged export gives exactly the adapter's. GGUF is
-    left to the stand-in tests above (its export and transformers' GGUF loader cost ~60 s on the tiny model);
+    left to the stand-in tests above (transformers' GGUF loader parses a file's 262k tokens in ~15 s);
     the trained 270M's f16 and q8_0: scripts/export_agreement.py --run <run dir> (README, Use your model)."""
     from transformers import AutoModelForCausalLM
 

@@ -23,13 +23,16 @@ pytestmark = [
 TINY_FOR_VLLM = ("model=tiny",)
 
 
-def test_two_step_vllm_colocated_run_trains_on_its_own_rollouts(tmp_path):
+def test_vllm_colocated_run_trains_on_its_own_rollouts_two_optimizer_steps_each(tmp_path):
+    # each vLLM rollout serves 2 optimizer steps (the CPU profile's default is 4): steps 1 and 3 generate,
+    # step 3 from the weights synced after step 2
     result = run_cli(
         "grpo.train",
         "+task=gsm8k",
         *TINY_FOR_VLLM,
         "rollout=vllm_colocate_cpu",
-        "trainer.max_steps=2",
+        "trainer.max_steps=4",
+        "batch.optimizer_steps_per_generation=2",
         "trainer.max_completion_length=8",
         "batch.prompts_per_step=1",
         "logger=none",
@@ -41,9 +44,12 @@ def test_two_step_vllm_colocated_run_trains_on_its_own_rollouts(tmp_path):
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [row for row in rows if "loss" in row]
-    assert [row["step"] for row in steps] == [1, 2]
-    for row in steps:
-        assert math.isfinite(row["loss"]) and row["completions/mean_length"] > 0
+    assert [row["step"] for row in steps] == [1, 2, 3, 4]
+    assert all(math.isfinite(row["loss"]) for row in steps)
+    generating = [row for row in steps if "completions/mean_length" in row]
+    assert [row["step"] for row in generating] == [1, 3]
+    for row in generating:
+        assert row["completions/mean_length"] > 0
         # vLLM's logprobs of its own samples match the policy's: both float32, same weights after the sync
         assert row["sampling/sampling_logp_difference/max"] < 1e-3, row
     assert "rollout=vllm_colocate_cpu" in result.output
