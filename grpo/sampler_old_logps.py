@@ -48,11 +48,14 @@ class SampledLogps:
         self.armed, self.recordings, self._call = False, [], None
 
     # -- generate side (grpo/fast_decode.sample_by_inverse_cdf) ------------------------------------------
-    def begin(self, model, args, kwargs, config, processors, temperature: float) -> bool:
+    def begin(self, model, args, kwargs, config, processors, temperature: float, top_k: int = 0) -> bool:
         """Start recording one generate() call; False (and why, in `refusal`) when it cannot be recorded."""
         from grpo.stop_strings import EndTurnAfterStopString
 
         if not self.armed:
+            return False
+        if top_k:  # TRL scores the tokens under the whole tempered distribution, not the top-k cut
+            self.refusal = f"top_k={top_k} truncates the distribution the tokens are drawn from"
             return False
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         others = [type(p).__name__ for p in processors if not isinstance(p, EndTurnAfterStopString)]

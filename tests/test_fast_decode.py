@@ -165,20 +165,47 @@ def test_two_level_search_draws_from_the_whole_vocabulary_and_records_log_probab
     torch.testing.assert_close(logps.double(), expected.log()[drawn], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("top_k, scores", [
+    (2, [2.0, 1.0, 0.0, -1.0, 0.5]),
+    (2, [1.0, 1.0, 1.0, 0.0, -2.0]),  # ties with the k-th token are kept, as transformers keeps them
+    (7, [0.3, -0.2, 1.0]),  # k above the vocabulary: no cut
+])
+def test_top_k_draws_from_transformers_top_k_distribution(top_k, scores):
+    from transformers import TopKLogitsWarper
+
+    torch.manual_seed(0)
+    rows = torch.tensor([scores]).repeat(100_000, 1)
+    recorded = []
+    sampler = InverseCdfSampler(temperature=0.7, top_k=top_k, record=lambda length, *drawn: recorded.append(drawn))
+    drawn = sampler(torch.zeros(100_000, 1), rows.clone()).argmax(-1)
+    frequencies = torch.bincount(drawn, minlength=len(scores)).double() / len(drawn)
+    expected = torch.softmax(TopKLogitsWarper(top_k)(None, torch.tensor([scores]) / 0.7).double(), -1)[0]
+    assert frequencies[expected == 0].sum() == 0
+    torch.testing.assert_close(frequencies, expected, atol=0.0065, rtol=0)
+    tokens, logps = recorded[0]
+    assert torch.equal(tokens, drawn)
+    torch.testing.assert_close(logps.double(), expected.log()[drawn], atol=1e-5, rtol=0)
+
+
 def test_plain_sampling_runs_through_the_sampler_and_other_settings_do_not(tiny_model_dir, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     sample_by_inverse_cdf(model)
     draws, multinomial = [], torch.multinomial
     monkeypatch.setattr(torch, "multinomial", lambda *a, **k: draws.append("torch") or multinomial(*a, **k))
     monkeypatch.setattr(InverseCdfSampler, "__call__",
-                        lambda self, ids, scores: draws.append("cdf") or torch.zeros_like(scores))
+                        lambda self, ids, scores: draws.append(("cdf", self.top_k)) or torch.zeros_like(scores))
     ids = torch.randint(10, 200, (2, 5))
     plain = GenerationConfig(do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=3, pad_token_id=0)
     with torch.no_grad():
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=plain)
-        assert draws == ["cdf"] * 3 and plain.do_sample and plain.temperature == 0.7
+        assert draws == [("cdf", 0)] * 3 and plain.do_sample and plain.temperature == 0.7
         draws.clear()
-        for other in (dict(top_k=5, top_p=1.0), dict(top_k=None, top_p=1.0)):  # None: the model's default
+        for top_k in (5, None):  # None: the model's default, else transformers' 50
+            config = GenerationConfig(do_sample=True, max_new_tokens=1, pad_token_id=0, top_k=top_k, top_p=1.0)
+            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+        assert draws == [("cdf", 5), ("cdf", model.generation_config.top_k or 50)]
+        draws.clear()
+        for other in (dict(top_k=5, top_p=0.9), dict(top_k=0, top_p=1.0, min_p=0.1)):
             config = GenerationConfig(do_sample=True, max_new_tokens=3, pad_token_id=0, **other)
             model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
     assert draws == ["torch"] * 6

@@ -38,8 +38,9 @@ def rollout(tiny_model_dir, monkeypatch, force_row0_at: int | None = None, arm: 
     monkeypatch.setattr("grpo.stop_strings.reached_stop", reached_stop)
     torch.manual_seed(1)
     ids = torch.randint(10, 200, (2, prompt)).repeat_interleave(2, dim=0)
-    generation = GenerationConfig(do_sample=True, temperature=TEMPERATURE, top_k=0, top_p=1.0, max_new_tokens=6,
-                                  pad_token_id=0, eos_token_id=end_id, **config)
+    plain = dict(do_sample=True, temperature=TEMPERATURE, top_k=0, top_p=1.0, max_new_tokens=6, pad_token_id=0,
+                 eos_token_id=end_id)
+    generation = GenerationConfig(**{**plain, **config})
     if arm:
         recorder.arm()
     with torch.no_grad():
@@ -80,6 +81,13 @@ def test_a_distribution_reshaped_by_generate_itself_is_not_recorded(tiny_model_d
     _, recorder, out, prompt, _ = rollout(tiny_model_dir, monkeypatch, repetition_penalty=1.3)
     assert recorder.take(out[:, prompt:], torch.ones_like(out[:, prompt:])) is None
     assert "RepetitionPenalty" in recorder.refusal
+
+
+def test_a_top_k_cut_is_not_recorded(tiny_model_dir, monkeypatch):
+    # TRL's pass scores the whole tempered distribution; the sampler drew from its top-k cut
+    _, recorder, out, prompt, _ = rollout(tiny_model_dir, monkeypatch, top_k=4)
+    assert recorder.take(out[:, prompt:], torch.ones_like(out[:, prompt:])) is None
+    assert "top_k=4" in recorder.refusal
 
 
 def test_nothing_is_recorded_unless_armed(tiny_model_dir, monkeypatch):
