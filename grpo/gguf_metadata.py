@@ -4,7 +4,7 @@ gguf's GGUFReader builds a numpy view per element: Gemma's 262k-token vocabulary
 parse on our 2-core machines, and every GGUF export and first-use tokenizer conversion reads it. This
 walks the same header layout (little-endian GGUF v2/v3: magic, version, tensor count, key-value count,
 then key, type, value per pair) with struct over the file's bytes (~0.5 s). tests/test_export.py checks
-it against GGUFReader on the embedded Gemma 3 file.
+it against GGUFReader, key for key, on an exported file; tests/test_gguf_metadata.py its errors.
 """
 
 import mmap
@@ -21,19 +21,30 @@ class GGUFMetadataError(ValueError):
 
 
 def read_gguf_metadata(path) -> dict[str, object]:
-    """Every key-value pair of the file: scalars as Python numbers, strings as str, arrays as lists."""
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[:4] != GGUF_MAGIC:
-            raise GGUFMetadataError(f"{path}: not a GGUF file (magic {bytes(data[:4])!r})")
-        version, _tensor_count, kv_count = struct.unpack_from("<IQQ", data, 4)
-        if version not in (2, 3):
-            raise GGUFMetadataError(f"{path}: GGUF version {version}; this reader knows versions 2 and 3")
-        reader = _Reader(data, 24)
-        metadata = {}
-        for _ in range(kv_count):
-            key = reader.string()
-            metadata[key] = reader.value(reader.scalar("I"))
-        return metadata
+    """Every key-value pair of the file: scalars as Python numbers, strings as str, arrays as lists.
+    A file that is not GGUF, or whose header is cut short or damaged, raises GGUFMetadataError naming it."""
+    with open(path, "rb") as handle:
+        header = handle.read(4)
+        if header != GGUF_MAGIC:
+            raise GGUFMetadataError(f"{path}: not a GGUF file (first bytes {header!r}, expected {GGUF_MAGIC!r})")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                return _read_pairs(path, data)
+            except (struct.error, UnicodeDecodeError, ValueError) as error:
+                raise GGUFMetadataError(f"{path}: GGUF header cut short or damaged ({error}); export or "
+                                        "download the file again") from error
+
+
+def _read_pairs(path, data) -> dict[str, object]:
+    version, _tensor_count, kv_count = struct.unpack_from("<IQQ", data, 4)
+    if version not in (2, 3):
+        raise GGUFMetadataError(f"{path}: GGUF version {version}; this reader knows versions 2 and 3")
+    reader = _Reader(data, 24)
+    metadata = {}
+    for _ in range(kv_count):
+        key = reader.string()
+        metadata[key] = reader.value(reader.scalar("I"))
+    return metadata
 
 
 class _Reader:
@@ -49,6 +60,8 @@ class _Reader:
         length = self.scalar("Q")
         start = self.offset
         self.offset += length
+        if self.offset > len(self.data):
+            raise ValueError(f"a string of {length} bytes at byte {start} runs past the end of the file")
         return self.data[start:self.offset].decode("utf-8")
 
     def value(self, value_type: int):
