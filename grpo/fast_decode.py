@@ -195,9 +195,7 @@ class InverseCdfSampler(LogitsProcessor):
         if 0 < self.top_k < scaled.shape[-1]:
             tokens, logps = self._draw_top_k(scaled)
         else:
-            probabilities = torch.softmax(scaled, dim=-1)
-            tokens = draw_by_inverse_cdf(probabilities)
-            logps = probabilities.gather(1, tokens).log()
+            tokens, logps = draw_from_softmax(scaled)
         if self.record is not None:
             self.record(input_ids.shape[1], tokens.squeeze(1), logps.squeeze(1))
         return scores.scatter_(1, tokens, float("inf"))
@@ -209,12 +207,16 @@ class InverseCdfSampler(LogitsProcessor):
         k = self.top_k
         values, indices = torch.topk(scaled, k + 1, dim=-1)
         if bool((values[:, k] == values[:, k - 1]).any()):
-            probabilities = torch.softmax(scaled.masked_fill(scaled < values[:, k - 1:k], float("-inf")), dim=-1)
-            tokens = draw_by_inverse_cdf(probabilities)
-            return tokens, probabilities.gather(1, tokens).log()
-        probabilities = torch.softmax(values[:, :k], dim=-1)
-        choice = draw_by_inverse_cdf(probabilities)
-        return indices.gather(1, choice), probabilities.gather(1, choice).log()
+            return draw_from_softmax(scaled.masked_fill(scaled < values[:, k - 1:k], float("-inf")))
+        choice, logps = draw_from_softmax(values[:, :k])
+        return indices.gather(1, choice), logps
+
+
+def draw_from_softmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, 1) column indices drawn from softmax(scores) by `draw_by_inverse_cdf`, and their log-probabilities."""
+    probabilities = torch.softmax(scores, dim=-1)
+    tokens = draw_by_inverse_cdf(probabilities)
+    return tokens, probabilities.gather(1, tokens).log()
 
 
 def draw_by_inverse_cdf(probabilities: torch.Tensor) -> torch.Tensor:
