@@ -86,6 +86,7 @@ class InTrainingEval(TrainerCallback):
                 row.update(result.prefixed("eval/"))
                 samples += [{"evaluator": result.name, "step": state.global_step, "phase": phase, **sample}
                             for sample in result.samples]
+            row["eval/generator"] = getattr(generator, "name", "transformers")  # vllm: the colocated engine
         if not state.is_world_process_zero:
             return row
         self._write_samples(state.global_step, samples)

@@ -42,6 +42,8 @@ class HFGenerator:
     global RNG is forked so sampled evaluation never changes the training run's random stream.
     """
 
+    name = "transformers"
+
     def __init__(self, model, tokenizer, batch_size: int = 16, seed: int = 0):
         self.model = model
         self.tokenizer = tokenizer
@@ -129,9 +131,12 @@ class VLLMGenerator:
     """vLLM offline generation (CUDA, or vLLM's CPU build), with a LoRA adapter as a request when given.
 
     Prompts are rendered and tokenized here with the same tokenizer and chat template as HFGenerator
-    (not by vLLM's own chat path), so both generators see token-identical prompts. Meant for the
-    standalone evaluator; inside training the HF generator runs on the trained model.
+    (not by vLLM's own chat path), so both generators see token-identical prompts. The standalone
+    evaluator starts its own engine; inside training, `on_engine` generates on the colocated engine
+    that makes the rollouts (grpo/engine_eval.py).
     """
+
+    name = "vllm"
 
     def __init__(self, model_path: str, tokenizer, stop_token_ids: list[int], adapter: str | None = None,
                  seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
@@ -150,6 +155,26 @@ class VLLMGenerator:
         # null: sized at the first generate() call from its prompts (see _engine)
         self.max_model_len = max_model_len
         self.llm = None
+        self.seed = seed
+        self.seeded_requests = False
+
+    @classmethod
+    def on_engine(cls, llm, tokenizer, stop_token_ids: list[int], seed: int = 0) -> "VLLMGenerator":
+        """Generate on an engine that is already running (training's colocated one), with its weights and
+        context as they are. Sampled requests carry their own seeds, so an evaluation draws the same
+        samples whatever the rollouts drew before it, and leaves the engine's random stream to them."""
+        config = llm.llm_engine.model_config
+        generator = cls(config.model, tokenizer, stop_token_ids, seed=seed, max_model_len=config.max_model_len)
+        generator.llm = llm
+        generator.seeded_requests = True
+        return generator
+
+    def fits(self, conversations, max_new_tokens: int) -> bool:
+        """Whether the prompts and their new tokens fit the context of the engine once started (always
+        true before it starts: the first call sizes it)."""
+        if self.llm is None or self.max_model_len is None:
+            return True
+        return max(map(len, self._token_ids(conversations)), default=0) + max_new_tokens <= self.max_model_len
 
     def _engine(self, longest_prompt: int, max_new_tokens: int):
         """Start vLLM once, with a context sized to the prompts rather than the model's 32k-128k, which
@@ -174,23 +199,33 @@ class VLLMGenerator:
     def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
         from vllm import SamplingParams
 
-        params = SamplingParams(
-            n=num_samples,
-            temperature=temperature,
-            max_tokens=max_new_tokens,
-            stop=list(stop) if stop else None,
-            include_stop_str_in_output=True,
-            stop_token_ids=self.stop_token_ids,
-        )
+        def params(seed: int | None = None):
+            return SamplingParams(
+                n=num_samples,
+                temperature=temperature,
+                max_tokens=max_new_tokens,
+                stop=list(stop) if stop else None,
+                include_stop_str_in_output=True,
+                stop_token_ids=self.stop_token_ids,
+                seed=seed,
+            )
+
+        token_ids = self._token_ids(conversations)
+        llm = self._engine(max(map(len, token_ids), default=0), max_new_tokens)
+        prompts = [{"prompt_token_ids": ids} for ids in token_ids]
+        if self.seeded_requests and temperature > 0:
+            sampling = [params(self.seed + index) for index in range(len(prompts))]
+        else:
+            sampling = params()
+        outputs = llm.generate(prompts, sampling, lora_request=self.lora_request, use_tqdm=False)
+        return [[choice.text for choice in out.outputs] for out in outputs]
+
+    def _token_ids(self, conversations) -> list[list[int]]:
         texts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
         ]
         # the chat template already starts with <bos>, as in HFGenerator
-        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        llm = self._engine(max(map(len, token_ids), default=0), max_new_tokens)
-        prompts = [{"prompt_token_ids": ids} for ids in token_ids]
-        outputs = llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=False)
-        return [[choice.text for choice in out.outputs] for out in outputs]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 # The LoRA ranks vLLM 0.31 accepts for max_lora_rank (vllm.config.lora.MaxLoRARanks); read from vLLM when

@@ -20,6 +20,7 @@ class ShardedGenerator:
         self.generator = generator
         self.rank = rank
         self.world_size = world_size
+        self.name = getattr(generator, "name", "transformers")
 
     def generate(self, conversations, max_new_tokens, num_samples=1, temperature=0.0, stop=None):
         total = len(conversations)
@@ -37,23 +38,42 @@ class ShardedGenerator:
         return results
 
 
-def generator_context(trainer):
+def generator_context(trainer, engine=None):
     """InTrainingEval's `generator_context` for this trainer: plain generation with one process,
-    sharded across ranks on the gathered model with several."""
+    sharded across ranks on the gathered model with several. `engine` (grpo/engine_eval.EngineEvaluation):
+    generate on the colocated vLLM engine instead, synced with the policy first; transformers generate
+    stays as the fallback for prompt sets the engine's context cannot hold."""
 
     @contextmanager
     def context(model, make_generator):
+        if engine is not None:
+            engine.sync()  # before any gather below: under ZeRO-3 the sync gathers parameters itself
         if not ranks.distributed():
-            yield make_generator(model)
+            yield on_engine_first(engine, make_generator(model), lambda generator: generator)
             return
         from trl.distributed import DistributedBackend
         from trl.models import unwrap_model_for_generation
 
         accelerator = trainer.accelerator
+
+        def sharded(generator):
+            return ShardedGenerator(generator, accelerator.process_index, accelerator.num_processes)
+
         with (
             unwrap_model_for_generation(trainer.model_wrapped, accelerator, gather_deepspeed3_params=True) as unwrapped,
             DistributedBackend(accelerator).summon_full_params(trainer.model_wrapped, recurse=False),
         ):
-            yield ShardedGenerator(make_generator(unwrapped), accelerator.process_index, accelerator.num_processes)
+            yield on_engine_first(engine, make_generator(unwrapped), sharded)
 
     return context
+
+
+def on_engine_first(engine, fallback, share):
+    """`share(generator)` of the engine's generator, with `share(fallback)` for what does not fit its
+    context; `share(fallback)` alone without an engine."""
+    if engine is None:
+        return share(fallback)
+    from grpo.engine_eval import EngineFirst
+
+    generator = engine.generator()
+    return EngineFirst(share(generator), generator.fits, share(fallback))

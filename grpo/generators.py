@@ -67,10 +67,13 @@ def build_generator(cfg, adapter: str | None = None) -> Generator:
 
     seed = cfg.eval.get("seed", cfg.seed)
     if str(cfg.rollout.name).startswith("vllm"):
-        if vllm_available():
+        from grpo.vllm_env import why_vllm_cannot_load
+
+        cannot = "vLLM is not installed here" if not vllm_available() else why_vllm_cannot_load(cfg.model)
+        if cannot is None:
             warn_if_qlora_adapter_on_bf16_base(cfg, adapter)
             return vllm_generator(cfg, adapter, seed)
-        log.warning("rollout=%s but vLLM is not installed here; using transformers generate", cfg.rollout.name)
+        log.warning("rollout=%s but %s; using transformers generate", cfg.rollout.name, cannot)
     # an adapter trained with QLoRA is evaluated on the 4-bit base it was trained on
     peft_cfg = cfg.peft if cfg.get("peft") is not None and cfg.peft.method == "qlora" else None
     model, tokenizer = load_model_and_tokenizer(cfg.model, peft_cfg, adapter=adapter)

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from grpo import ranks
+from grpo.engine_eval import engine_evaluation_new_tokens
 from grpo.hub_access import check_model_access
 from grpo.entry import CONFIG_DIR, prepare_process
 from grpo.errors import user_errors
@@ -69,7 +70,7 @@ def _train(cfg: DictConfig, start_evaluation=None) -> Path:
     train_dataset, data_report = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = load_policy(cfg)
     prepare_vllm(cfg.rollout)
-    fit_vllm_context(args, train_dataset, tokenizer)
+    fit_vllm_context(args, train_dataset, tokenizer, engine_evaluation_new_tokens(cfg))
     run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir, start_evaluation)
     trainer = run.trainer
     from grpo.checkpoint_callback import ChecksumManifest
@@ -296,8 +297,10 @@ def build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, outp
     run_guards_first(trainer, guards)  # their additions to the logs reach W&B and metrics.jsonl
     if evaluation:
         from grpo.distributed_eval import generator_context
+        from grpo.engine_eval import engine_evaluation
 
-        evaluation[0].generator_context = generator_context(trainer)  # every rank takes part
+        # every rank takes part; on the colocated vLLM engine when there is one (eval.generator)
+        evaluation[0].generator_context = generator_context(trainer, engine_evaluation(cfg, trainer, tokenizer))
     speed_up_generation(cfg.rollout, trainer.model, getattr(trainer, "sampled_logps", None))  # grpo/fast_decode.py
     if cfg.rollout.get("end_at_stop_strings"):
         from grpo.models import eos_token_ids

@@ -155,6 +155,11 @@ def check_rollout(cfg: DictConfig, cuda: bool) -> None:
         )
     if not cuda:
         check_vllm_on_cpu(name)
+    from grpo.vllm_env import why_vllm_cannot_load
+
+    reason = why_vllm_cannot_load(cfg.model)
+    if reason is not None:
+        raise ConfigError(f"rollout={name}: {reason}; install torchvision for this torch, or use rollout=hf")
     if cfg.peft.method == "qlora":
         raise ConfigError(
             "peft=qlora with vLLM rollouts is broken or lossy in TRL (trl #3654, #4973, #3466): "
@@ -249,6 +254,27 @@ def check_eval(cfg: DictConfig, limit_may_be_null: bool = False) -> None:
         check_number(cfg.eval.max_new_tokens, "eval.max_new_tokens", minimum=1, integer=True)
     check_number(cfg.eval.batch_size, "eval.batch_size", minimum=1, integer=True)
     check_sampling(cfg.eval)
+
+
+def check_eval_generator(cfg: DictConfig) -> None:
+    """eval.generator (training): auto | vllm | transformers; vllm needs an engine it can use."""
+    from grpo.engine_eval import ENGINE_SETTINGS, GENERATORS, why_engine_cannot_evaluate
+
+    choice = cfg.eval.get("generator") or "auto"
+    if choice not in GENERATORS:
+        raise ConfigError(f"eval.generator={choice!r} must be one of {', '.join(GENERATORS)}")
+    if choice != "vllm":
+        return
+    settings = {key: OmegaConf.select(cfg, f"rollout.trainer_overrides.{key}",
+                                      default=OmegaConf.select(cfg, f"trainer.{key}"))
+                for key in ENGINE_SETTINGS}
+    reason = why_engine_cannot_evaluate({key: value for key, value in settings.items() if value is not None})
+    if reason is not None:
+        raise ConfigError(
+            f"eval.generator=vllm evaluates on the colocated vLLM engine, but {reason}; use "
+            "rollout=vllm_colocate (or vllm_colocate_cpu) without sleep mode or tensor parallelism, or "
+            "eval.generator=auto"
+        )
 
 
 def check_sampling(block: DictConfig) -> None:
@@ -365,6 +391,7 @@ def validate_training_config(cfg: DictConfig, cuda: bool):
     check_rollout(cfg, cuda)
     plan = check_batches(cfg)
     check_eval(cfg)
+    check_eval_generator(cfg)
     reward_funcs, reward_weights = check_rewards(cfg)
     check_guard(cfg)
     check_output_dir(cfg.output_dir)

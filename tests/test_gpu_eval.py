@@ -101,3 +101,23 @@ def test_qlora_adapter_on_vllms_bf16_base_is_reported(fake_vllm, monkeypatch, tm
 def test_gpu_profile_evaluates_in_batches_of_64_and_the_full_test_set_at_the_end():
     cfg = compose_train("+task=gsm8k", "profile=gpu")
     assert cfg.eval.batch_size >= 64 and cfg.eval.final_full is True and cfg.eval.limit > 0
+
+
+def test_multimodal_gemma_without_torchvision_is_evaluated_with_transformers(monkeypatch, caplog):
+    # vLLM 0.31 cannot load gemma3_mm / gemma4_mm without torchvision (grpo/vllm_env.py why_vllm_cannot_load)
+    from grpo import models, vllm_env
+
+    class LoadedWithTransformers(Exception):
+        pass
+
+    def load_model_and_tokenizer(*args, **kwargs):
+        raise LoadedWithTransformers
+
+    monkeypatch.setattr(generators, "vllm_available", lambda: True)
+    monkeypatch.setattr(generators, "vllm_generator", lambda *args: pytest.fail("vLLM cannot load it here"))
+    monkeypatch.setattr(vllm_env, "find_spec", lambda name: None)
+    monkeypatch.setattr(models, "load_model_and_tokenizer", load_model_and_tokenizer)
+    cfg = compose_train("+task=gsm8k", "profile=gpu", "model=gemma3-4b-it", "rollout=vllm_colocate", config_name="eval")
+    with caplog.at_level(logging.WARNING, logger="grpo.generators"), pytest.raises(LoadedWithTransformers):
+        build_generator(cfg, None)
+    assert "model=gemma3-4b-it" in caplog.text and "torchvision" in caplog.text

@@ -8,7 +8,7 @@ from omegaconf import open_dict
 
 from compose import compose_train
 from conftest import REPO
-from grpo import validate
+from grpo import validate, vllm_env
 from grpo.validate import validate_training_config
 from grpo.vllm_env import fit_vllm_context, longest_prompt_tokens
 
@@ -17,9 +17,11 @@ MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 
 @pytest.fixture
 def gpu_machine_packages(monkeypatch):
-    """vLLM and bitsandbytes 'installed' (validation only asks whether they can be imported)."""
+    """vLLM (its CUDA wheels require torchvision) and bitsandbytes 'installed' (validation only asks whether
+    they can be imported)."""
     real = validate.find_spec
     monkeypatch.setattr(validate, "find_spec", lambda name: object() if name in ("vllm", "bitsandbytes") else real(name))
+    monkeypatch.setattr(vllm_env, "find_spec", lambda name: object() if name == "torchvision" else real(name))
 
 
 def gpu_config(tmp_path, *overrides):

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from compose import compose_train
-from grpo import validate
+from grpo import validate, vllm_env
 from grpo.validate import ConfigError, check_rollout
 from grpo.vllm_env import prepare_vllm
 
@@ -31,6 +31,18 @@ def test_vllm_rollout_without_vllm_is_refused_with_the_install_step(name, monkey
 def test_cuda_build_of_vllm_on_cpu_is_refused(monkeypatch):
     message = refusal(rollout_config("vllm_colocate_cpu"), monkeypatch, installed=True, cpu_build=False)
     assert "CUDA" in message and "requirements/vllm-cpu.txt" in message
+
+
+@pytest.mark.parametrize("model", ["gemma3-4b-it", "gemma4-e2b-it", "gemma4-e4b-it"])
+def test_multimodal_gemma_on_vllm_without_torchvision_is_refused_before_loading(model, monkeypatch):
+    # vLLM 0.31's gemma3_mm / gemma4_mm import torchvision at load (tests/test_vllm_multimodal_sync.py)
+    cfg = compose_train("+task=gsm8k", f"model={model}", "rollout=vllm_colocate_cpu", "profile=cpu")
+    monkeypatch.setattr(vllm_env, "find_spec", lambda name: None)
+    message = refusal(cfg, monkeypatch, installed=True, cpu_build=True)
+    assert f"model={model}" in message and "torchvision" in message and "rollout=hf" in message
+    monkeypatch.setattr(vllm_env, "find_spec", lambda name: object())  # torchvision installed: no objection
+    assert vllm_env.why_vllm_cannot_load(cfg.model) is None
+    assert vllm_env.why_vllm_cannot_load(rollout_config("vllm_colocate_cpu").model) is None  # text-only model
 
 
 def test_server_mode_on_cpu_is_refused_naming_nccl(monkeypatch):

@@ -16,7 +16,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 from trl.generation.vllm_generation import VLLMGeneration
 
-from conftest import REPO
+from conftest import REPO, tiny_multimodal
 from grpo.patches import sync_merged_copy
 
 TRL_ITER = getattr(VLLMGeneration._iter_named_params, "trl_original", VLLMGeneration._iter_named_params)
@@ -109,31 +109,6 @@ def test_all_weights_on_request_for_vllms_reload_path(lora_model, tiny_model_dir
     everything = dict(VLLMGeneration._iter_named_params(generation_for(lora_model), all_weights=True))
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
     assert set(everything) == {name for name, _ in plain.named_parameters()}  # the names vLLM loads
-
-
-def tiny_multimodal(kind, directory):
-    """Tiny random Gemma 3 (vision) and Gemma 4 (vision + audio) checkpoints, loaded as training loads them."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma4Config, Gemma4ForConditionalGeneration
-
-    text = dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=1, head_dim=32)
-    if kind == "gemma3":
-        config = Gemma3Config(text_config=text, mm_tokens_per_image=4, vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14))
-        Gemma3ForConditionalGeneration(config).save_pretrained(directory)
-    else:
-        config = Gemma4Config(
-            text_config=dict(text, vocab_size_per_layer_input=1000, hidden_size_per_layer_input=8, sliding_window=16,
-                             layer_types=["sliding_attention", "full_attention"]),
-            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                               num_key_value_heads=2, head_dim=16, patch_size=4, position_embedding_size=64),
-            audio_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              subsampling_conv_channels=[8, 4], output_proj_dims=32),
-            boi_token_id=990, eoi_token_id=991, image_token_id=992, video_token_id=993, boa_token_id=994,
-            eoa_token_index=995, audio_token_id=996,
-        )
-        Gemma4ForConditionalGeneration(config).save_pretrained(directory)
-    return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("kind, preset", [("gemma3", "gemma3-4b-it"), ("gemma4", "gemma4-e4b-it")])
