@@ -71,7 +71,10 @@ def _save_tiny_model(directory: Path, shape: dict[str, Any]) -> None:
 def load_tokenizer(model_cfg, path: str | None = None):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(model_cfg))
+    from grpo.patches import tokenizer_read_once
+
+    with tokenizer_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(path or resolve_model_path(model_cfg))
     if model_cfg.chat_template == "gemma3" or not tokenizer.chat_template:
         tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     if tokenizer.pad_token is None:

@@ -8,6 +8,7 @@
 | `sync_colocated_by_reload` | `VLLMGeneration.sync_weights` | `rollout.weight_sync=reload` (vLLM on CPU) | vLLM's CPU backend packs weights TRL cannot reach |
 | `sync_merged_copy` | `VLLMGeneration._iter_named_params` | vLLM rollouts | in-place merge/unmerge drifts in bf16 (trl #6688) |
 | `guard_wandb_log` | `wandb.log` | a W&B run is started | a W&B outage mid-run must not stop training |
+| `tokenizer_read_once` | `TokenizersBackend.convert_to_native_format` | inside `grpo.models.load_tokenizer` only | transformers reads tokenizer.json, then deep-copies what it read (2 of a load's 4 s) |
 
 Subclasses of TRL's GRPOTrainer override some of its methods too (grpo/dynamic_sampling.py,
 grpo/shared_prompt_forward.py); they are chosen by the config (`grpo.train.trainer_class`).
@@ -15,12 +16,13 @@ grpo/shared_prompt_forward.py); they are chosen by the config (`grpo.train.train
 Each patch checks that the installed library is a version it was written and tested against; on any
 other version it warns and leaves the library alone. A patch is applied by the run that needs it and
 undone when that run ends (`patched_for_run`), so sweep trials run in one process never inherit
-another trial's patches (tests/test_patches.py).
+another trial's patches (tests/test_patches.py); `tokenizer_read_once` lasts one tokenizer load.
 """
 
 import functools
 import importlib
 import logging
+import os
 from contextlib import contextmanager, nullcontext
 
 from packaging.specifiers import SpecifierSet
@@ -31,7 +33,8 @@ from tasks import ConfigError
 log = logging.getLogger(__name__)
 
 # The versions each patched library was read and tested at.
-TESTED = {"trl": SpecifierSet("==1.16.0"), "wandb": SpecifierSet(">=0.21,<0.32")}
+TESTED = {"trl": SpecifierSet("==1.16.0"), "wandb": SpecifierSet(">=0.21,<0.32"),
+          "transformers": SpecifierSet("==5.17.*")}
 VLLM_DTYPES = ("auto", "bfloat16", "float32")
 
 _applied: list[tuple[object, str, object]] = []  # (owner, attribute, original), in application order
@@ -243,6 +246,39 @@ def sync_merged_copy() -> bool:
     _replace(VLLMGeneration, "_iter_named_params", _iter_named_params)
     log.info("vLLM weight sync: LoRA merged out of place (base weights untouched)")
     return True
+
+
+# -- transformers: loading a tokenizer --------------------------------------------------------------
+@contextmanager
+def tokenizer_read_once():
+    """Inside this block, a tokenizer.json tokenizer is read once instead of read and then deep-copied.
+
+    transformers 5.17's `TokenizersBackend.convert_to_native_format` reads tokenizer.json into a Rust
+    tokenizer, and `__init__` deep-copies that fresh object (a JSON round trip of Gemma's 262k-token
+    vocabulary) before the original is thrown away: 2.2 of the ~4.3 s a load takes on our CPUs. Handed the
+    file name instead, `__init__` reads the file itself, once (its own `tokenizer_file` branch): the same
+    tokenizer (tests/test_patches.py). Other classes, and remote code, keep transformers' path.
+    """
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    if not supported("transformers", "tokenizer_read_once"):
+        yield
+        return
+    original = TokenizersBackend.__dict__["convert_to_native_format"]
+
+    def convert_to_native_format(cls, trust_remote_code=False, **kwargs):
+        file = kwargs.get("tokenizer_file")
+        plain = cls is TokenizersBackend or "__init__" not in cls.__dict__
+        if plain and not trust_remote_code and file is not None and os.path.isfile(file):
+            return dict(kwargs)
+        return original.__func__(cls, trust_remote_code=trust_remote_code, **kwargs)
+
+    convert_to_native_format._gemma_grpo_patch = True
+    TokenizersBackend.convert_to_native_format = classmethod(convert_to_native_format)
+    try:
+        yield
+    finally:
+        TokenizersBackend.convert_to_native_format = original
 
 
 # -- W&B --------------------------------------------------------------------------------------------

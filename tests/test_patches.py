@@ -88,3 +88,45 @@ def test_no_file_but_the_patch_module_reaches_private_names_of_trl_vllm_or_wandb
             if uses:
                 offenders[str(path.relative_to(REPO))] = uses
     assert not offenders, offenders
+
+
+def test_a_tokenizer_read_once_is_the_tokenizer_transformers_builds(tiny_model_dir, monkeypatch):
+    import types
+
+    import transformers.tokenization_utils_tokenizers as backend
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from grpo.patches import tokenizer_read_once
+
+    copied = []
+    real_deepcopy = backend.copy.deepcopy
+    monkeypatch.setattr(backend, "copy", types.SimpleNamespace(
+        deepcopy=lambda value, *args: copied.append(type(value)) or real_deepcopy(value, *args)))
+    original = backend.TokenizersBackend.__dict__["convert_to_native_format"]
+    plain = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert copied == [Tokenizer]  # transformers: read, then deep-copied
+    with tokenizer_read_once():
+        ours = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert copied == [Tokenizer]  # read once, not copied
+    assert backend.TokenizersBackend.__dict__["convert_to_native_format"] is original  # one load only
+
+    assert type(ours) is type(plain) and ours.backend_tokenizer.to_str() == plain.backend_tokenizer.to_str()
+    assert ours.special_tokens_map == plain.special_tokens_map and ours.chat_template == plain.chat_template
+    assert ours.added_tokens_decoder == plain.added_tokens_decoder and len(ours) == len(plain)
+    text = "<start_of_turn>user\nWhat is 12 + 30? 🙂 Ω\t\t two  spaces<end_of_turn>\n"
+    assert ours(text)["input_ids"] == plain(text)["input_ids"]
+    assert ours.decode(ours(text)["input_ids"]) == plain.decode(plain(text)["input_ids"])
+
+
+def test_the_tokenizer_patch_steps_aside_on_another_transformers_version(monkeypatch, caplog):
+    import transformers
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    from grpo.patches import tokenizer_read_once
+
+    monkeypatch.setattr(transformers, "__version__", "5.18.0")
+    original = TokenizersBackend.__dict__["convert_to_native_format"]
+    with caplog.at_level(logging.WARNING), tokenizer_read_once():
+        assert TokenizersBackend.__dict__["convert_to_native_format"] is original
+    assert "transformers 5.18.0 is outside ==5.17.*" in caplog.text
