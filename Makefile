@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: install train eval test test-fast test-vllm gpu-wheels gpu-check clean
+.PHONY: install train eval test test-fast test-vllm gpu-wheels gpu-check gpu-check-rehearsal clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ gpu-wheels: $(STAMP)
 # On a GPU machine: the gpu-marked tests, 3 GRPO steps of 1B- and 4B-shaped models, the bf16 sync check
 gpu-check:
 	bash scripts/gpu_check.sh
+
+# The same check rehearsed here, on the CPU, in a Python 3.12 venv like the GPU machine's image (tiny shapes)
+gpu-check-rehearsal:
+	bash scripts/rehearse_gpu_check.sh
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) outputs multirun

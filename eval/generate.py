@@ -140,12 +140,14 @@ class VLLMGenerator:
 
     def __init__(self, model_path: str, tokenizer, stop_token_ids: list[int], adapter: str | None = None,
                  seed: int = 0, dtype: str = "auto", max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.8):
+                 gpu_memory_utilization: float = 0.8, language_model_only: bool = False):
         self.tokenizer = tokenizer
         self.stop_token_ids = stop_token_ids
         self.lora_request = None
         self.engine_kwargs = {"model": model_path, "seed": seed, "dtype": dtype,
                               "gpu_memory_utilization": gpu_memory_utilization}
+        if language_model_only:  # a multimodal checkpoint, text prompts: no vision or audio towers
+            self.engine_kwargs["language_model_only"] = True
         if adapter:
             from vllm.lora.request import LoRARequest
 

@@ -15,9 +15,10 @@ log = logging.getLogger(__name__)
 
 def vllm_generator(cfg, adapter: str | None, seed: int) -> VLLMGenerator:
     """A VLLMGenerator sized by the rollout config, as training's colocated engine is: its environment
-    (on CPU the KV-cache size), engine dtype and maximum sequence length."""
+    (on CPU the KV-cache size), engine dtype, maximum sequence length and, for a multimodal checkpoint,
+    the language model only."""
     from grpo.models import eos_token_ids, load_tokenizer, resolve_model_path
-    from grpo.vllm_env import apply_env
+    from grpo.vllm_env import apply_env, language_model_only
 
     apply_env(cfg.rollout.get("env") or {})
     path = resolve_model_path(cfg.model)
@@ -29,6 +30,7 @@ def vllm_generator(cfg, adapter: str | None, seed: int) -> VLLMGenerator:
         dtype=cfg.rollout.get("vllm_dtype") or "auto",
         max_model_len=engine.get("vllm_max_model_length"),
         gpu_memory_utilization=engine.get("vllm_gpu_memory_utilization", 0.8),
+        language_model_only=language_model_only(cfg.rollout, cfg.model),
     )
 
 

@@ -4,7 +4,7 @@
 |---|---|---|---|
 | `score_only_completion_tokens_on_cpu` | `trl.trainer.utils._use_triton` | training on CPU | TRL scores every prompt position off-GPU |
 | `lean_logprob_head_on_cpu` | `trl.kernels.chunked_logprob._forward_tile`, `_backward_tile` | `batch.cpu_lean_logprob_head`, training on CPU | TRL's torch fallback allocates a tile per operation |
-| `pin_colocated_dtype` | `trl.generation.vllm_generation.LLM` | `rollout.vllm_dtype` set (vLLM on CPU) | TRL builds `LLM(...)` without a dtype |
+| `configure_colocated_engine` | `trl.generation.vllm_generation.LLM` | `rollout.vllm_dtype` set (vLLM on CPU), or a multimodal model with colocated vLLM | TRL builds `LLM(...)` without a dtype, and builds the vision and audio towers of multimodal Gemma |
 | `sync_colocated_by_reload` | `VLLMGeneration.sync_weights` | `rollout.weight_sync=reload` (vLLM on CPU) | vLLM's CPU backend packs weights TRL cannot reach |
 | `sync_merged_copy` | `VLLMGeneration._iter_named_params` | vLLM rollouts | in-place merge/unmerge drifts in bf16 (trl #6688) |
 | `guard_wandb_log` | `wandb.log` | a W&B run is started | a W&B outage mid-run must not stop training |
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 # The versions each patched library was read and tested at.
 TESTED = {"trl": SpecifierSet("==1.16.0"), "wandb": SpecifierSet(">=0.21,<0.32"),
           "transformers": SpecifierSet("==5.17.*")}
-VLLM_DTYPES = ("auto", "bfloat16", "float32")
 
 _applied: list[tuple[object, str, object]] = []  # (owner, attribute, original), in application order
 
@@ -159,20 +158,21 @@ def undo_cpu_scoring() -> bool:
 
 
 # -- TRL's colocated vLLM engine --------------------------------------------------------------------
-def pin_colocated_dtype(dtype: str) -> bool:
-    """Make TRL's colocated vLLM engine run in `dtype` (TRL 1.16 builds `LLM(...)` without a dtype; on CPU
-    vLLM's `auto` turns a float32 checkpoint into bfloat16 while the policy trains in float32)."""
-    if dtype not in VLLM_DTYPES:
-        raise ConfigError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
+def configure_colocated_engine(**engine_args) -> bool:
+    """Add `engine_args` to the `LLM(...)` call of TRL's colocated vLLM engine, which GRPOConfig has no
+    fields for (grpo/vllm_env.py `prepare_vllm` chooses them): `dtype` (TRL 1.16 passes none, and on CPU
+    vLLM's `auto` turns a float32 checkpoint into bfloat16 while the policy trains in float32), and
+    `language_model_only` (multimodal Gemma: text prompts never reach the vision and audio towers)."""
     from trl.generation import vllm_generation
 
-    if not supported("trl", "pin_colocated_dtype"):
+    if not supported("trl", "configure_colocated_engine"):
         return False
     llm = vllm_generation.LLM
-    base = llm.func if isinstance(llm, functools.partial) else llm
-    pinned = functools.partial(base, dtype=dtype)
-    _replace(vllm_generation, "LLM", pinned)
-    log.info("vLLM: colocated engine dtype %s", dtype)
+    if isinstance(llm, functools.partial):  # configured before: keep what was set, the new values win
+        engine_args = {**llm.keywords, **engine_args}
+        llm = llm.func
+    _replace(vllm_generation, "LLM", functools.partial(llm, **engine_args))
+    log.info("vLLM: colocated engine %s", " ".join(f"{k}={v}" for k, v in engine_args.items()))
     return True
 
 

@@ -69,7 +69,7 @@ def _train(cfg: DictConfig, start_evaluation=None) -> Path:
 
     train_dataset, data_report = build_task(cfg.task).hf_dataset("train")
     model, tokenizer = load_policy(cfg)
-    prepare_vllm(cfg.rollout)
+    prepare_vllm(cfg.rollout, cfg.model)
     fit_vllm_context(args, train_dataset, tokenizer, engine_evaluation_new_tokens(cfg))
     run = build_trainer(cfg, args, model, tokenizer, train_dataset, reward_funcs, output_dir, start_evaluation)
     trainer = run.trainer

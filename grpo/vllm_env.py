@@ -7,6 +7,8 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
 - `vllm_dtype`: the dtype TRL's colocated engine runs in. Needed on CPU, where vLLM's `auto` turns even a
   float32 checkpoint into bfloat16 while the policy trains in float32, so rollouts would come from a
   rounded copy of the policy.
+- `language_model_only` (default true): for a multimodal checkpoint (`model.multimodal`), vLLM builds the
+  language model only, as our text tasks need, not the vision and audio towers.
 - `weight_sync: reload`: push the policy's weights with vLLM's own in-place reload instead of TRL's
   per-tensor `load_weights`. Needed on CPU: after loading, vLLM's CPU backend packs every linear weight
   into a oneDNN (or SGL) kernel handle and drops the original tensor, so TRL 1.16's sync fails with
@@ -19,8 +21,8 @@ has no field for the engine's dtype. A rollout config (conf/rollout/vllm_*.yaml)
 The replacements of TRL's internals themselves live in grpo/patches.py.
 
 `fit_vllm_context` sizes the colocated engine's context to the longest prompt + max_completion_length.
-Call `prepare_vllm(cfg.rollout)` after validation and before `GRPOTrainer(...)`; it does nothing for
-rollout=hf and never imports vLLM itself.
+Call `prepare_vllm(cfg.rollout, cfg.model)` after validation and before `GRPOTrainer(...)`; it does nothing
+for rollout=hf and never imports vLLM itself.
 """
 
 import logging
@@ -32,18 +34,28 @@ from tasks import ConfigError
 log = logging.getLogger(__name__)
 
 WEIGHT_SYNCS = ("trl", "reload")
+VLLM_DTYPES = ("auto", "bfloat16", "float32")
 
 
-def prepare_vllm(rollout_cfg) -> dict[str, str]:
-    """Apply the rollout config's vLLM environment and engine dtype; return the variables set here."""
+def prepare_vllm(rollout_cfg, model_cfg=None) -> dict[str, str]:
+    """Apply the rollout config's vLLM environment and the colocated engine's settings (its dtype, and
+    for a multimodal `model_cfg` the language model only); return the variables set here."""
     if not str(rollout_cfg.name).startswith("vllm"):
         return {}
-    from grpo.patches import pin_colocated_dtype, sync_colocated_by_reload, sync_merged_copy
+    from grpo.patches import configure_colocated_engine, sync_colocated_by_reload, sync_merged_copy
 
     applied = apply_env(rollout_cfg.get("env") or {})
+    engine_args = {}
     dtype = rollout_cfg.get("vllm_dtype")
     if dtype and dtype != "auto":
-        pin_colocated_dtype(dtype)
+        if dtype not in VLLM_DTYPES:
+            raise ConfigError(f"rollout.vllm_dtype={dtype!r} must be one of {', '.join(VLLM_DTYPES)}")
+        engine_args["dtype"] = dtype
+    colocated = (rollout_cfg.get("trainer_overrides") or {}).get("vllm_mode") == "colocate"
+    if colocated and model_cfg is not None and language_model_only(rollout_cfg, model_cfg):
+        engine_args["language_model_only"] = True
+    if engine_args:
+        configure_colocated_engine(**engine_args)
     sync = rollout_cfg.get("weight_sync", "trl")
     if sync not in WEIGHT_SYNCS:
         raise ConfigError(f"rollout.weight_sync={sync!r} must be one of {', '.join(WEIGHT_SYNCS)}")
@@ -51,6 +63,14 @@ def prepare_vllm(rollout_cfg) -> dict[str, str]:
         sync_colocated_by_reload()
     sync_merged_copy()
     return applied
+
+
+def language_model_only(rollout_cfg, model_cfg) -> bool:
+    """Whether vLLM should build only the language model of this checkpoint: a multimodal one (Gemma 3 4B,
+    Gemma 4), unless `rollout.language_model_only=false`. Our tasks' prompts are text, so the vision and
+    audio towers would only take memory (the 4B's SigLIP tower: 0.4B parameters) and start-up time (vLLM
+    profiles the image encoder), and the weight sync never updates them."""
+    return bool(model_cfg.get("multimodal")) and bool(rollout_cfg.get("language_model_only", True))
 
 
 def apply_env(env) -> dict[str, str]:

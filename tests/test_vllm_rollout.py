@@ -88,7 +88,7 @@ def colocated_run(tmp_path_factory):
         args = train.grpo_config(cfg, plan, reward_weights, [], Path(tmp_path))
         dataset, _ = build_task(cfg.task).hf_dataset("train")
         model, tokenizer = train.load_policy(cfg)
-        prepare_vllm(cfg.rollout)
+        prepare_vllm(cfg.rollout, cfg.model)
         yield train.build_trainer(cfg, args, model, tokenizer, dataset, reward_funcs, Path(tmp_path))
 
 
