@@ -28,8 +28,6 @@ from contextlib import contextmanager, nullcontext
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from tasks import ConfigError
-
 log = logging.getLogger(__name__)
 
 # The versions each patched library was read and tested at.
