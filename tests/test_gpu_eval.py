@@ -129,10 +129,10 @@ def test_standalone_vllm_evaluation_of_multimodal_gemma_starts_the_language_mode
     monkeypatch.setattr(generators, "vllm_available", lambda: True)
     monkeypatch.setattr(vllm_env, "find_spec", lambda name: object())  # torchvision, as vLLM's CUDA install has
     chat = [[{"role": "user", "content": "Hi"}]]
-    for multimodal, opt_out, expected in ((True, "true", True), (True, "false", None), (False, "true", None)):
+    for multimodal, text_only, expected in ((True, True, True), (True, False, None), (False, True, None)):
         cfg = compose_train("+task=gsm8k", "profile=gpu", "model=tiny", "rollout=vllm_colocate", config_name="eval")
         cfg.model.multimodal = multimodal  # the tiny text model's own files; the fake engine only records
-        cfg.rollout.language_model_only = opt_out == "true"
+        cfg.rollout.language_model_only = text_only
         fake_vllm.started = []
         build_generator(cfg, None).generate(chat, max_new_tokens=8)
-        assert fake_vllm.started[0].get("language_model_only") is expected, (multimodal, opt_out)
+        assert fake_vllm.started[0].get("language_model_only") is expected, (multimodal, text_only)
